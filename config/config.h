@@ -1,0 +1,156 @@
+/* payguard.yaml → validated, immutable configuration.
+ *
+ * The loader reads the whole file with libyaml, walks it against the schema and
+ * collects every problem as "file:line:col: message" before giving up, so one
+ * `payguard check` run shows them all. A loaded config is never mutated: a
+ * reload builds a new one off to the side and the proxy swaps the pointer. */
+#ifndef PG_CONFIG_H
+#define PG_CONFIG_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <time.h>
+#include <sys/socket.h>
+
+#include "common/pg.h"
+
+/* A listen address as written ("127.0.0.1:8402", "[::1]:8402") and parsed. */
+struct pg_addr {
+    char *text;                    /* as written, for logs */
+    struct sockaddr_storage sa;    /* numeric address; port 0 lets the OS pick */
+    socklen_t salen;
+};
+
+struct pg_tls_files {
+    char *cert;                    /* PEM chain; NULL when TLS is off */
+    char *key;
+    char *client_ca;               /* set: clients must present a cert it signed */
+};
+
+enum pg_rail_preset { PG_PRESET_STRIPE, PG_PRESET_ADYEN, PG_PRESET_GENERIC };
+enum pg_unmatched { PG_UNMATCHED_DENY, PG_UNMATCHED_PASS };
+
+struct pg_rail {
+    char *name;                    /* key under rails: */
+    enum pg_rail_preset preset;
+    char *upstream;                /* as written */
+    bool upstream_tls;             /* https:// (false only with allow_http) */
+    char *upstream_host;           /* host for SNI, verification and Host: */
+    uint16_t upstream_port;
+    char *upstream_hostport;       /* Host header value ("api.stripe.com") */
+    char *secret_ref;              /* "env:NAME" or "sealed:v1:..." as written */
+    char *secret;                  /* resolved secret; NULL until resolved */
+    char *ca_file;                 /* NULL: the system CA store */
+    int tls_min;                   /* 12 or 13 */
+    uint32_t timeout_ms;           /* upstream response timeout */
+    uint32_t connect_timeout_ms;
+    enum pg_unmatched unmatched;
+    bool allow_http;               /* explicit opt-in for plain-HTTP upstreams */
+    uint32_t pool_size;            /* idle keep-alive connections kept */
+};
+
+struct pg_org {
+    char *name;
+    char *timezone;                /* IANA name; "UTC" by default */
+};
+
+enum pg_role { PG_ROLE_VIEWER, PG_ROLE_APPROVER, PG_ROLE_ADMIN, PG_ROLE_OWNER };
+
+struct pg_user {
+    char *email;
+    char *org;
+    enum pg_role role;
+    char *password_hash;           /* "$2b$..." */
+    char *totp_ref;                /* sealed reference or NULL */
+};
+
+struct pg_agent {
+    char *id;
+    char *org;
+    char *token_hash;              /* bcrypt "$2b$" of the agent's pgt_ token */
+    char **rails;                  /* names of rails it may use */
+    size_t nrails;
+    char *policy;                  /* policy name, or NULL */
+    time_t expires;                /* 0: never */
+    bool revoked;
+};
+
+/* Policy fields are kept as written; amounts are checked to be exact decimal
+ * strings here and turned into minor units by policy/. */
+struct pg_policy_spec {
+    char *name;
+    char *currency;
+    char *per_transaction, *daily, *weekly, *monthly;
+    char *approval_above, *auto_approve_below;
+    char **merchants_allow; size_t nmerchants_allow;
+    char **merchants_deny; size_t nmerchants_deny;
+    char *hours_days, *hours_from, *hours_to;
+    uint32_t velocity_max; uint32_t velocity_per_s;
+    char **currencies; size_t ncurrencies;
+    char **operations; size_t noperations;
+    bool refunds_restore;
+};
+
+struct pg_webhook {
+    char *url;
+    char *secret_ref;
+    char **events; size_t nevents;
+};
+
+struct pg_limits {
+    uint32_t header_bytes;         /* request line + headers; over → 431 */
+    uint32_t max_headers;          /* over → 431 */
+    uint32_t body_bytes;           /* over → 413 */
+    uint32_t header_timeout_ms;    /* whole header block must arrive in this */
+    uint32_t body_timeout_ms;      /* body must arrive in this after headers */
+    uint32_t idle_timeout_ms;      /* keep-alive idle */
+    uint32_t drain_timeout_ms;     /* SIGTERM: in-flight requests get this long */
+    uint32_t max_connections;      /* agent connections; past it, accept and close */
+    uint32_t auth_failures;        /* failures per address per minute before 429 */
+};
+
+struct pg_config {
+    char *path;                    /* file it was loaded from */
+    struct pg_addr listen_agents;
+    struct pg_addr listen_admin;
+    struct pg_tls_files agents_tls;
+    char *data_dir;
+    char *master_key_env;
+    char *log_file;                /* NULL: stderr */
+    struct pg_limits limits;
+    struct pg_rail *rails; size_t nrails;
+    struct pg_org *orgs; size_t norgs;
+    struct pg_user *users; size_t nusers;
+    struct pg_agent *agents; size_t nagents;
+    struct pg_policy_spec *policies; size_t npolicies;
+    struct pg_webhook *webhooks; size_t nwebhooks;
+};
+
+/* Problems found while loading, each "file:line:col: message". */
+struct pg_config_errors {
+    char **msgs;
+    size_t count;
+};
+
+/* Loads and validates `path`. On success returns 0 and sets *out (caller frees
+ * with pg_config_free). On failure returns PG_ECONFIG and fills errs with every
+ * problem found (caller frees with pg_config_errors_free); *out is untouched.
+ * Secrets are resolved too (env: from the environment) unless `resolve_secrets`
+ * is false, which `payguard check` uses on a machine without the variables.
+ * Any thread; no shared state. */
+PG_WUR int pg_config_load(const char *path, bool resolve_secrets,
+                          struct pg_config **out, struct pg_config_errors *errs);
+
+void pg_config_free(struct pg_config *cfg);
+void pg_config_errors_free(struct pg_config_errors *errs);
+
+/* Lookups by name; NULL when absent. Pointers live as long as cfg. */
+const struct pg_rail *pg_config_rail(const struct pg_config *cfg, struct pg_slice name);
+const struct pg_agent *pg_config_agent(const struct pg_config *cfg, struct pg_slice id);
+const struct pg_org *pg_config_org(const struct pg_config *cfg, struct pg_slice name);
+const struct pg_policy_spec *pg_config_policy(const struct pg_config *cfg, struct pg_slice name);
+
+/* Parses "host:port" or "[v6]:port" with a numeric host. 0 or PG_EPARSE. */
+PG_WUR int pg_addr_parse(const char *text, struct pg_addr *out);
+
+#endif /* PG_CONFIG_H */
