@@ -19,6 +19,7 @@ struct pg_slice {
 };
 
 #define PG_SLICE(lit) ((struct pg_slice){ (lit), sizeof(lit) - 1 })
+#define PG_SLICE_INIT(lit) { (lit), sizeof(lit) - 1 }
 #define PG_SLICE_NULL ((struct pg_slice){ NULL, 0 })
 
 static inline struct pg_slice pg_slice_of(const char *p, size_t n)

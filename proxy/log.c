@@ -1,0 +1,123 @@
+/* One JSON object per line: a request log line when each request ends, and
+ * event lines for the lifecycle. Paths are logged without their query string
+ * and nothing from Authorization is ever written. */
+#include "common/pg.h"
+#include "proxy/proxy_int.h"
+
+#include <stdio.h>
+#include <time.h>
+
+struct line {
+    char buf[2048];
+    size_t len;
+};
+
+static void put(struct line *l, const char *s, size_t n)
+{
+    if (n > sizeof(l->buf) - 1 - l->len)
+        n = sizeof(l->buf) - 1 - l->len;
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static void puts_raw(struct line *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
+
+/* JSON string body: escapes quotes, backslashes and control bytes. */
+static void put_escaped(struct line *l, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\') {
+            char e[2] = { '\\', (char)ch };
+            put(l, e, 2);
+        } else if (ch < 0x20 || ch == 0x7f) {
+            char e[8];
+            int k = snprintf(e, sizeof(e), "\\u%04x", ch);
+            put(l, e, (size_t)k);
+        } else {
+            put(l, (const char *)&ch, 1);
+        }
+    }
+}
+
+static void put_kv_str(struct line *l, const char *k, const char *v, size_t n)
+{
+    puts_raw(l, ",\"");
+    puts_raw(l, k);
+    puts_raw(l, "\":\"");
+    put_escaped(l, v, n);
+    puts_raw(l, "\"");
+}
+
+static void put_kv_u64(struct line *l, const char *k, uint64_t v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof(num), ",\"%s\":%llu", k, (unsigned long long)v);
+    put(l, num, (size_t)n);
+}
+
+static void put_time(struct line *l)
+{
+    struct timespec ts;
+    struct tm tm;
+    char t[64];
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
+    int k = snprintf(t + n, sizeof(t) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    puts_raw(l, "{\"time\":\"");
+    put(l, t, n + (size_t)k);
+    puts_raw(l, "\"");
+}
+
+static void emit(FILE *f, struct line *l)
+{
+    puts_raw(l, "}\n");
+    fwrite(l->buf, 1, l->len, f);
+}
+
+void log_event(FILE *f, const char *level, const char *msg, const char *k1, const char *v1,
+               const char *k2, const char *v2)
+{
+    struct line l = { .len = 0 };
+    put_time(&l);
+    put_kv_str(&l, "level", level, strlen(level));
+    put_kv_str(&l, "msg", msg, strlen(msg));
+    if (k1 && v1)
+        put_kv_str(&l, k1, v1, strlen(v1));
+    if (k2 && v2)
+        put_kv_str(&l, k2, v2, strlen(v2));
+    emit(f, &l);
+}
+
+void log_request(struct conn *c)
+{
+    struct line l = { .len = 0 };
+    struct pg_slice target = pg_msg_target(&c->parser.msg);
+    const char *q = memchr(target.ptr, '?', target.len);
+    size_t plen = q ? (size_t)(q - target.ptr) : target.len;
+    uint64_t end = now_us();
+
+    put_time(&l);
+    if (c->agent)
+        put_kv_str(&l, "agent", c->agent->id, strlen(c->agent->id));
+    if (c->parser.headers_done) {
+        const char *m = pg_reqparser_method(&c->parser);
+        put_kv_str(&l, "method", m, strlen(m));
+        put_kv_str(&l, "path", target.ptr, plen);
+    }
+    if (c->rail)
+        put_kv_str(&l, "rail", c->rail->name, strlen(c->rail->name));
+    put_kv_u64(&l, "status", (uint64_t)c->status);
+    put_kv_u64(&l, "bytes_in", c->bytes_in);
+    put_kv_u64(&l, "bytes_out", c->bytes_out);
+    put_kv_u64(&l, "latency_us", c->req_start_us ? end - c->req_start_us : 0);
+    if (c->up_start_us)
+        put_kv_u64(&l, "upstream_us", (c->up_done_us ? c->up_done_us : end) - c->up_start_us);
+    if (c->error)
+        put_kv_str(&l, "error", c->error, strlen(c->error));
+    emit(c->srv->log, &l);
+}

@@ -1,0 +1,157 @@
+/* Internals shared by the proxy's files: the server, client connections,
+ * the per-config runtime (rails with their upstream pools) and the upstream
+ * connections. Everything here runs on the loop thread. */
+#ifndef PG_PROXY_INT_H
+#define PG_PROXY_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+#include <openssl/ssl.h>
+
+#include "auth/auth.h"
+#include "common/buf.h"
+#include "config/config.h"
+#include "proxy/http.h"
+
+struct server;
+struct conn;
+struct upconn;
+
+/* Intrusive doubly linked list (circular, with a head node). */
+struct link {
+    struct link *prev, *next;
+};
+
+static inline void link_init(struct link *l) { l->prev = l->next = l; }
+static inline bool link_empty(const struct link *l) { return l->next == l; }
+static inline void link_remove(struct link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    link_init(l);
+}
+static inline void link_push(struct link *head, struct link *l)
+{
+    l->next = head->next;
+    l->prev = head;
+    head->next->prev = l;
+    head->next = l;
+}
+#define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* One rail's upstream: its TLS context, resolved addresses and idle pool. */
+struct pool {
+    struct runtime *rt;
+    const struct pg_rail *rail;
+    SSL_CTX *ssl_ctx;              /* NULL for plain-HTTP upstreams */
+    SSL_SESSION *session;          /* last session, for resumption */
+    struct addrinfo *addrs;        /* cached resolution */
+    uint64_t addrs_expiry_ms;
+    struct link idle;              /* idle upconns, most recent first */
+    uint32_t nidle;
+};
+
+/* Everything built from one config generation. Requests and upstream
+ * connections hold a reference; a reload makes a new runtime and the old one
+ * is freed when the last holder lets go. */
+struct runtime {
+    struct server *srv;
+    struct pg_config *cfg;
+    struct pool *pools;            /* one per cfg->rails[i] */
+    uint32_t refs;
+    bool retired;
+};
+
+enum conn_state {
+    CONN_READING,                  /* waiting for (more of) a request */
+    CONN_AUTH,                     /* bcrypt running in the thread pool */
+    CONN_UPSTREAM,                 /* request sent, waiting for the rail */
+    CONN_RESPONDING,               /* rail's answer streaming back */
+    CONN_CLOSING
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;              /* header, body and idle timeouts */
+    struct server *srv;
+    struct link link;              /* in srv->conns */
+    bool admin;                    /* admin listener: no proxying */
+    enum conn_state state;
+    struct sockaddr_storage peer;
+    struct pg_reqparser parser;
+    struct pg_buf pending;         /* bytes read past the current request */
+    struct pg_buf out;             /* response bytes not yet handed to libuv */
+    uint32_t writes_in_flight;
+    size_t write_queue_bytes;
+    bool close_after_write;
+    bool read_stopped;
+    bool auth_pending;             /* bcrypt work holds a pointer to us */
+    bool timer_closed;
+    bool tcp_closed;
+    /* the request in progress */
+    struct runtime *rt;
+    const struct pg_agent *agent;
+    const struct pg_rail *rail;
+    struct upconn *up;
+    uint64_t req_start_us;
+    uint64_t up_start_us;
+    uint64_t up_done_us;
+    uint64_t bytes_in, bytes_out;
+    int status;                    /* status sent to the agent */
+    const char *error;             /* short reason for the log, static */
+    bool sent_head;                /* response head already sent */
+    bool resp_chunked;             /* re-chunking the rail's body */
+    bool retried;                  /* one retry on a stale pooled connection */
+};
+
+struct server {
+    uv_loop_t *loop;
+    uv_tcp_t agents;
+    uv_tcp_t admin;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t drain_timer;
+    struct runtime *rt;            /* current config generation */
+    struct pg_token_cache *tokens;
+    struct pg_auth_limiter *limiter;
+    struct link conns;
+    uint32_t nconns;               /* agent connections open */
+    bool draining;
+    int exit_code;
+    FILE *log;
+    char *config_path;
+};
+
+/* server.c */
+uint64_t now_us(void);
+uint64_t now_ms_wall(void);
+void runtime_release(struct runtime *rt);
+void runtime_retain(struct runtime *rt);
+void conn_send_error(struct conn *c, int status, const char *type, const char *code,
+                     const char *message, uint32_t retry_after_s);
+void conn_write(struct conn *c, const void *data, size_t len);
+void conn_flush(struct conn *c);
+void conn_request_done(struct conn *c);
+void conn_abort(struct conn *c);
+size_t conn_pending_write_bytes(const struct conn *c);
+
+/* upstream.c */
+int pool_init(struct pool *p, struct runtime *rt, const struct pg_rail *rail, char *err, size_t errlen);
+void pool_close(struct pool *p);
+/* Sends the agent's request (already parsed in c->parser) to c->rail. The
+ * answer, or a rail-shaped error, reaches the agent through conn_write. */
+void upstream_forward(struct conn *c);
+/* The agent went away or the request is being torn down. */
+void upstream_detach(struct conn *c);
+/* The client drained its write queue: resume reading from the rail. */
+void upstream_resume(struct conn *c);
+
+/* admin.c */
+void admin_handle(struct conn *c);
+
+/* log.c */
+void log_request(struct conn *c);
+void log_event(FILE *f, const char *level, const char *msg, const char *k1, const char *v1,
+               const char *k2, const char *v2);
+
+#endif /* PG_PROXY_INT_H */

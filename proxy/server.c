@@ -1,0 +1,790 @@
+/* Listeners and agent connections: accept, read, hand complete requests to
+ * authentication and then to the upstream, write answers back, and run the
+ * header/body/idle timeouts. Also the process lifecycle: config reload on
+ * SIGHUP, drain on SIGTERM/SIGINT. Loop thread only. */
+#include "common/pg.h"
+#include "proxy/proxy.h"
+#include "proxy/proxy_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#define READ_BUF_SIZE 65536
+
+/* All reads land here and are consumed before the read callback returns;
+ * leftovers of pipelined requests are copied into the connection. */
+static char read_buf[READ_BUF_SIZE];
+
+uint64_t now_us(void)
+{
+    return uv_hrtime() / 1000;
+}
+
+uint64_t now_ms_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* --- runtime (one per config generation) ------------------------------- */
+
+static struct runtime *runtime_new(struct server *srv, struct pg_config *cfg, char *err,
+                                   size_t errlen)
+{
+    struct runtime *rt = calloc(1, sizeof(*rt));
+    if (!rt) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rt->pools = calloc(cfg->nrails ? cfg->nrails : 1, sizeof(*rt->pools));
+    if (!rt->pools) {
+        free(rt);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    rt->srv = srv;
+    rt->cfg = cfg;
+    rt->refs = 1;
+    for (size_t i = 0; i < cfg->nrails; i++) {
+        if (pool_init(&rt->pools[i], rt, &cfg->rails[i], err, errlen) != 0) {
+            for (size_t j = 0; j < i; j++)
+                pool_close(&rt->pools[j]);
+            free(rt->pools);
+            free(rt);
+            return NULL;
+        }
+    }
+    return rt;
+}
+
+void runtime_retain(struct runtime *rt)
+{
+    rt->refs++;
+}
+
+void runtime_release(struct runtime *rt)
+{
+    if (--rt->refs > 0)
+        return;
+    for (size_t i = 0; i < rt->cfg->nrails; i++)
+        pool_close(&rt->pools[i]);
+    free(rt->pools);
+    pg_config_free(rt->cfg);
+    free(rt);
+}
+
+/* --- connection lifecycle ---------------------------------------------- */
+
+static void conn_free_if_closed(struct conn *c)
+{
+    if (!c->tcp_closed || !c->timer_closed || c->writes_in_flight || c->auth_pending)
+        return;
+    pg_reqparser_free(&c->parser);
+    pg_buf_free(&c->pending);
+    pg_buf_free(&c->out);
+    free(c);
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    c->tcp_closed = true;
+    conn_free_if_closed(c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    c->timer_closed = true;
+    conn_free_if_closed(c);
+}
+
+static void maybe_finish_drain(struct server *srv);
+
+static void conn_close(struct conn *c)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    c->state = CONN_CLOSING;
+    upstream_detach(c);
+    if (c->rt) {
+        runtime_release(c->rt);
+        c->rt = NULL;
+    }
+    link_remove(&c->link);
+    if (!c->admin)
+        c->srv->nconns--;
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
+    maybe_finish_drain(c->srv);
+}
+
+void conn_abort(struct conn *c)
+{
+    conn_close(c);
+}
+
+struct write_req {
+    uv_write_t req;
+    struct conn *conn;
+    char *data;
+    size_t len;
+};
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct write_req *w = CONTAINER_OF(req, struct write_req, req);
+    struct conn *c = w->conn;
+    c->writes_in_flight--;
+    c->write_queue_bytes -= w->len;
+    free(w->data);
+    free(w);
+    if (c->state == CONN_CLOSING) {
+        conn_free_if_closed(c);
+        return;
+    }
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_write && c->writes_in_flight == 0 && c->state == CONN_READING) {
+        conn_close(c);
+        return;
+    }
+    if (c->state == CONN_RESPONDING)
+        upstream_resume(c);
+}
+
+void conn_write(struct conn *c, const void *data, size_t len)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    if (pg_buf_append(&c->out, data, len) != 0)
+        conn_close(c);
+    c->bytes_out += len;
+}
+
+size_t conn_pending_write_bytes(const struct conn *c)
+{
+    return c->write_queue_bytes + c->out.len;
+}
+
+void conn_flush(struct conn *c)
+{
+    if (c->state == CONN_CLOSING || c->out.len == 0)
+        return;
+    struct write_req *w = malloc(sizeof(*w));
+    if (!w) {
+        conn_close(c);
+        return;
+    }
+    w->conn = c;
+    w->data = pg_buf_take(&c->out, &w->len);
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        free(w->data);
+        free(w);
+        conn_close(c);
+        return;
+    }
+    c->writes_in_flight++;
+    c->write_queue_bytes += w->len;
+}
+
+/* --- timers ----------------------------------------------------------- */
+
+static void on_conn_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->state != CONN_READING)
+        return;
+    if (!c->parser.started) {
+        conn_close(c); /* idle keep-alive connection */
+        return;
+    }
+    c->error = c->parser.headers_done ? "body_timeout" : "header_timeout";
+    conn_send_error(c, 408, "invalid_request_error", "payguard_request_timeout",
+                    c->parser.headers_done
+                        ? "The request body did not arrive in time; send it promptly and retry."
+                        : "The request headers did not arrive in time; send them promptly and retry.",
+                    0);
+}
+
+static void arm_timer(struct conn *c, uint32_t ms)
+{
+    uv_timer_start(&c->timer, on_conn_timer, ms, 0);
+}
+
+/* --- requests ---------------------------------------------------------- */
+
+static void process_input(struct conn *c, const char *data, size_t len);
+static void restart_read(struct conn *c);
+
+void conn_request_done(struct conn *c)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    if (c->req_start_us && !c->admin)
+        log_request(c);
+    if (c->rt) {
+        runtime_release(c->rt);
+        c->rt = NULL;
+    }
+    c->agent = NULL;
+    c->rail = NULL;
+    c->req_start_us = c->up_start_us = c->up_done_us = 0;
+    c->bytes_in = c->bytes_out = 0;
+    c->status = 0;
+    c->error = NULL;
+    c->sent_head = c->resp_chunked = c->retried = false;
+    if (!c->parser.keep_alive || c->srv->draining)
+        c->close_after_write = true;
+    c->state = CONN_READING;
+    conn_flush(c);
+    if (c->close_after_write) {
+        uv_timer_stop(&c->timer);
+        if (c->writes_in_flight == 0)
+            conn_close(c);
+        return;
+    }
+    const struct pg_limits *lim = &c->srv->rt->cfg->limits;
+    pg_reqparser_next(&c->parser);
+    c->parser.header_bytes_max = lim->header_bytes;
+    c->parser.max_headers = lim->max_headers;
+    c->parser.body_bytes_max = lim->body_bytes;
+    arm_timer(c, lim->idle_timeout_ms);
+    if (c->pending.len) {
+        size_t n;
+        char *p = pg_buf_take(&c->pending, &n);
+        process_input(c, p, n);
+        free(p);
+        if (c->state == CONN_CLOSING)
+            return;
+    }
+    if (c->state == CONN_READING && c->read_stopped) {
+        c->read_stopped = false;
+        restart_read(c);
+    }
+}
+
+void conn_send_error(struct conn *c, int status, const char *type, const char *code,
+                     const char *message, uint32_t retry_after_s)
+{
+    /* The body of a refused request may still be on the wire: close. */
+    bool close = status == 400 || status == 408 || status == 413 || status == 417 ||
+                 status == 431 || !c->parser.keep_alive || c->srv->draining;
+    if (close)
+        c->close_after_write = true;
+    c->status = status;
+    if (!c->error)
+        c->error = code;
+    if (c->state == CONN_CLOSING)
+        return;
+    if (c->sent_head) { /* mid-response: nothing sane to add */
+        conn_close(c);
+        return;
+    }
+    if (pg_http_write_error(&c->out, status, type, code, message, close, retry_after_s) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->bytes_out += c->out.len;
+    c->sent_head = true;
+    conn_request_done(c);
+}
+
+static void authorized(struct conn *c, const struct pg_agent *agent)
+{
+    const struct pg_config *cfg = c->rt->cfg;
+    c->agent = agent;
+    if (agent->revoked) {
+        conn_send_error(c, 401, "authentication_error", "payguard_agent_revoked",
+                        "This agent's payguard token has been revoked. A human must issue a new one.", 0);
+        return;
+    }
+    if (agent->expires && (time_t)(now_ms_wall() / 1000) >= agent->expires) {
+        conn_send_error(c, 401, "authentication_error", "payguard_token_expired",
+                        "This agent's payguard token has expired. A human must renew it.", 0);
+        return;
+    }
+    struct pg_slice want = pg_slice_cstr(agent->rails[0]);
+    int rh = pg_msg_find(&c->parser.msg, PG_SLICE("Payguard-Rail"));
+    if (rh >= 0) {
+        want = pg_msg_value(&c->parser.msg, (uint32_t)rh);
+        bool ok = false;
+        for (size_t i = 0; i < agent->nrails && !ok; i++)
+            ok = pg_slice_eq(want, pg_slice_cstr(agent->rails[i]));
+        if (!ok) {
+            conn_send_error(c, 403, "invalid_request_error", "payguard_rail_not_allowed",
+                            "This agent may not use the rail named in Payguard-Rail.", 0);
+            return;
+        }
+    }
+    c->rail = pg_config_rail(cfg, want);
+    if (!c->rail) {
+        conn_send_error(c, 403, "invalid_request_error", "payguard_rail_not_allowed",
+                        "This agent's rail is not configured.", 0);
+        return;
+    }
+    c->state = CONN_UPSTREAM;
+    upstream_forward(c);
+}
+
+struct auth_work {
+    uv_work_t req;
+    struct conn *conn;
+    struct runtime *rt;
+    uint8_t digest[PG_SHA256_LEN];
+    char token[256];
+    size_t token_len;
+    const struct pg_agent *found;
+};
+
+static void auth_work_cb(uv_work_t *req)
+{
+    struct auth_work *w = CONTAINER_OF(req, struct auth_work, req);
+    w->found = pg_auth_find_agent(w->rt->cfg, pg_slice_of(w->token, w->token_len));
+}
+
+static void auth_fail(struct conn *c, const char *message)
+{
+    pg_auth_limiter_fail(c->srv->limiter, (struct sockaddr *)&c->peer, now_ms_wall());
+    conn_send_error(c, 401, "authentication_error", "payguard_invalid_token", message, 0);
+}
+
+static void auth_after_cb(uv_work_t *req, int status)
+{
+    struct auth_work *w = CONTAINER_OF(req, struct auth_work, req);
+    struct conn *c = w->conn;
+    OPENSSL_cleanse(w->token, sizeof(w->token));
+    c->auth_pending = false;
+    if (c->state != CONN_AUTH) {
+        /* The connection was closed under us (shutdown); nothing to answer. */
+        free(w);
+        conn_free_if_closed(c);
+        return;
+    }
+    c->state = CONN_READING;
+    if (status != 0 || !w->found) {
+        free(w);
+        auth_fail(c, "The payguard token is not valid. Use the token issued for this agent.");
+        return;
+    }
+    if (c->rt == w->rt && pg_token_cache_put(c->srv->tokens, w->digest, w->found) != 0) {
+        /* A full cache only costs another bcrypt next time. */
+    }
+    const struct pg_agent *agent = w->found;
+    free(w);
+    authorized(c, agent);
+}
+
+static void authenticate(struct conn *c)
+{
+    struct pg_msg *m = &c->parser.msg;
+    struct server *srv = c->srv;
+    uint32_t wait = pg_auth_limiter_wait(srv->limiter, (struct sockaddr *)&c->peer, now_ms_wall());
+    if (wait) {
+        conn_send_error(c, 429, "rate_limit_error", "payguard_rate_limited",
+                        "Too many failed authentications from this address; wait and retry with a valid token.",
+                        wait);
+        return;
+    }
+    int ah = pg_msg_find(m, PG_SLICE("Authorization"));
+    if (ah < 0) {
+        conn_send_error(c, 401, "authentication_error", "payguard_missing_token",
+                        "No payguard token. Send it as 'Authorization: Bearer pgt_...' (the SDK's API key).",
+                        0);
+        return;
+    }
+    char scratch[512];
+    struct pg_slice tok;
+    if (pg_auth_credential(pg_msg_value(m, (uint32_t)ah), scratch, sizeof(scratch), &tok) != 0) {
+        auth_fail(c, "The Authorization header is malformed. Send 'Authorization: Bearer pgt_...'.");
+        return;
+    }
+    if (pg_auth_token_check_format(tok) != 0) {
+        bool rail_key = pg_slice_has_prefix(tok, PG_SLICE("sk_")) ||
+                        pg_slice_has_prefix(tok, PG_SLICE("rk_"));
+        auth_fail(c, rail_key ? "That is a rail secret key. Agents authenticate to payguard with their own pgt_ token."
+                              : "The payguard token is not valid. Use the token issued for this agent.");
+        return;
+    }
+    uint8_t digest[PG_SHA256_LEN];
+    if (pg_sha256(tok.ptr, tok.len, digest) != 0) {
+        conn_send_error(c, 503, "api_error", "payguard_unavailable",
+                        "payguard could not check the token; retry shortly.", 0);
+        return;
+    }
+    const struct pg_agent *a = pg_token_cache_get(srv->tokens, c->rt->cfg, digest);
+    if (a) {
+        authorized(c, a);
+        return;
+    }
+    struct auth_work *w = calloc(1, sizeof(*w));
+    if (!w || tok.len >= sizeof(w->token)) {
+        free(w);
+        auth_fail(c, "The payguard token is not valid. Use the token issued for this agent.");
+        return;
+    }
+    w->conn = c;
+    w->rt = c->rt;
+    memcpy(w->digest, digest, sizeof(digest));
+    memcpy(w->token, tok.ptr, tok.len);
+    w->token_len = tok.len;
+    c->state = CONN_AUTH;
+    c->auth_pending = true;
+    if (uv_queue_work(srv->loop, &w->req, auth_work_cb, auth_after_cb) != 0) {
+        c->state = CONN_READING;
+        c->auth_pending = false;
+        free(w);
+        conn_send_error(c, 503, "api_error", "payguard_unavailable",
+                        "payguard could not check the token; retry shortly.", 0);
+    }
+}
+
+static void handle_request(struct conn *c)
+{
+    uv_timer_stop(&c->timer);
+    c->rt = c->srv->rt;
+    runtime_retain(c->rt);
+    if (c->admin) {
+        admin_handle(c);
+        return;
+    }
+    authenticate(c);
+}
+
+static void process_input(struct conn *c, const char *data, size_t len)
+{
+    while (len > 0 && c->state == CONN_READING && !c->close_after_write) {
+        bool was_started = c->parser.started, had_head = c->parser.headers_done;
+        ssize_t n = pg_reqparser_feed(&c->parser, data, len);
+        if (!was_started && c->parser.started) {
+            c->req_start_us = now_us();
+            arm_timer(c, c->srv->rt->cfg->limits.header_timeout_ms);
+        }
+        if (n < 0) {
+            struct pg_http_reject *r = &c->parser.reject;
+            c->error = r->code;
+            c->parser.keep_alive = false;
+            conn_send_error(c, r->status, r->status >= 500 ? "api_error" : "invalid_request_error",
+                            r->code, r->message, 0);
+            return;
+        }
+        c->bytes_in += (uint64_t)n;
+        data += n;
+        len -= (size_t)n;
+        if (!had_head && c->parser.headers_done && !c->parser.complete) {
+            arm_timer(c, c->srv->rt->cfg->limits.body_timeout_ms);
+            if (c->parser.expect_continue)
+                conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25), conn_flush(c);
+        }
+        if (c->parser.complete) {
+            if (len && pg_buf_append(&c->pending, data, len) != 0) {
+                conn_close(c);
+                return;
+            }
+            handle_request(c);
+            return;
+        }
+    }
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    PG_UNUSED(h);
+    PG_UNUSED(suggested);
+    *buf = uv_buf_init(read_buf, sizeof(read_buf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        /* A client gone mid-request leaves the rail call to finish on its
+         * own; the answer has nowhere to go. */
+        conn_close(c);
+        return;
+    }
+    if (c->state != CONN_READING || c->close_after_write) {
+        /* Pipelined bytes behind a request in progress: keep them, stop reading. */
+        if (pg_buf_append(&c->pending, buf->base, (size_t)nread) != 0) {
+            conn_close(c);
+            return;
+        }
+        uv_read_stop(s);
+        c->read_stopped = true;
+        return;
+    }
+    process_input(c, buf->base, (size_t)nread);
+}
+
+static void restart_read(struct conn *c)
+{
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* --- listeners ---------------------------------------------------------- */
+
+static const char overload_503[] =
+    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    "Connection: close\r\nPayguard-Decision: deny\r\nPayguard-Reason: unavailable\r\n"
+    "Stripe-Should-Retry: true\r\nContent-Length: 143\r\n\r\n"
+    "{\"error\":{\"type\":\"api_error\",\"code\":\"payguard_unavailable\",\"message\":\"payguard is at its connection limit; retry shortly with backoff.\"}}  ";
+
+static void accept_conn(uv_stream_t *listener, bool admin)
+{
+    struct server *srv = listener->data;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->srv = srv;
+    c->admin = admin;
+    c->state = CONN_READING;
+    link_init(&c->link);
+    uv_tcp_init(srv->loop, &c->tcp);
+    uv_timer_init(srv->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    link_push(&srv->conns, &c->link);
+    if (!admin)
+        srv->nconns++;
+    pg_reqparser_init(&c->parser, &srv->rt->cfg->limits);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    int plen = sizeof(c->peer);
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen);
+    if (!admin && srv->nconns > srv->rt->cfg->limits.max_connections) {
+        c->close_after_write = true;
+        c->parser.keep_alive = false;
+        conn_write(c, overload_503, sizeof(overload_503) - 3);
+        conn_flush(c);
+        return;
+    }
+    arm_timer(c, srv->rt->cfg->limits.idle_timeout_ms);
+    restart_read(c);
+}
+
+static void on_agent_conn(uv_stream_t *l, int status)
+{
+    if (status == 0)
+        accept_conn(l, false);
+}
+
+static void on_admin_conn(uv_stream_t *l, int status)
+{
+    if (status == 0)
+        accept_conn(l, true);
+}
+
+static int listen_on(struct server *srv, uv_tcp_t *t, const struct pg_addr *a, const char *name,
+                     uv_connection_cb cb)
+{
+    uv_tcp_init(srv->loop, t);
+    t->data = srv;
+    int rc = uv_tcp_bind(t, (const struct sockaddr *)&a->sa, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)t, 1024, cb);
+    if (rc != 0) {
+        fprintf(srv->log, "{\"level\":\"error\",\"msg\":\"cannot listen\",\"listener\":\"%s\",\"addr\":\"%s\",\"error\":\"%s\"}\n",
+                name, a->text, uv_strerror(rc));
+        return rc;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    char host[64] = "?", text[96];
+    uv_tcp_getsockname(t, (struct sockaddr *)&ss, &len);
+    int port = 0;
+    if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        snprintf(text, sizeof(text), "[%s]:%d", host, port);
+    } else {
+        uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        snprintf(text, sizeof(text), "%s:%d", host, port);
+    }
+    log_event(srv->log, "info", "listening", "listener", name, "addr", text);
+    return 0;
+}
+
+/* --- lifecycle ---------------------------------------------------------- */
+
+static void on_walk_close(uv_handle_t *h, void *arg)
+{
+    PG_UNUSED(arg);
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void stop_everything(struct server *srv)
+{
+    /* Connections close through their own path so their memory is freed. */
+    while (!link_empty(&srv->conns))
+        conn_close(CONTAINER_OF(srv->conns.next, struct conn, link));
+    uv_stop(srv->loop);
+}
+
+static void maybe_finish_drain(struct server *srv)
+{
+    if (srv->draining && link_empty(&srv->conns))
+        stop_everything(srv);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct server *srv = t->data;
+    log_event(srv->log, "warn", "drain timeout: closing connections still in flight", NULL, NULL,
+              NULL, NULL);
+    stop_everything(srv);
+}
+
+static void start_drain(struct server *srv, const char *why)
+{
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    log_event(srv->log, "info", "draining", "signal", why, NULL, NULL);
+    uv_close((uv_handle_t *)&srv->agents, NULL);
+    uv_close((uv_handle_t *)&srv->admin, NULL);
+    /* Idle keep-alive connections have nothing to finish. */
+    struct link *l = srv->conns.next;
+    while (l != &srv->conns) {
+        struct conn *c = CONTAINER_OF(l, struct conn, link);
+        l = l->next;
+        if (c->state == CONN_READING && !c->parser.started && c->writes_in_flight == 0)
+            conn_close(c);
+    }
+    uv_timer_start(&srv->drain_timer, on_drain_timeout, srv->rt->cfg->limits.drain_timeout_ms, 0);
+    maybe_finish_drain(srv);
+}
+
+static void on_sigterm(uv_signal_t *s, int signum)
+{
+    start_drain(s->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void log_config_errors(FILE *log, const char *msg, struct pg_config_errors *errs)
+{
+    for (size_t i = 0; i < errs->count; i++)
+        log_event(log, "error", msg, "error", errs->msgs[i], NULL, NULL);
+}
+
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    struct server *srv = s->data;
+    struct pg_config *cfg = NULL;
+    struct pg_config_errors errs = { 0 };
+    char err[512];
+    PG_UNUSED(signum);
+    if (pg_config_load(srv->config_path, true, &cfg, &errs) != 0) {
+        log_config_errors(srv->log, "config reload failed; still serving the previous config", &errs);
+        pg_config_errors_free(&errs);
+        return;
+    }
+    struct runtime *rt = runtime_new(srv, cfg, err, sizeof(err));
+    if (!rt) {
+        log_event(srv->log, "error", "config reload failed; still serving the previous config",
+                  "error", err, NULL, NULL);
+        pg_config_free(cfg);
+        return;
+    }
+    struct runtime *old = srv->rt;
+    srv->rt = rt;
+    old->retired = true;
+    pg_auth_limiter_set_limit(srv->limiter, cfg->limits.auth_failures);
+    runtime_release(old);
+    log_event(srv->log, "info", "config reloaded", "path", srv->config_path, NULL, NULL);
+}
+
+int pg_proxy_run(const char *config_path)
+{
+    struct server srv;
+    struct pg_config *cfg = NULL;
+    struct pg_config_errors errs = { 0 };
+    char err[512];
+    int code = 1;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.log = stderr;
+    srv.config_path = strdup(config_path);
+    link_init(&srv.conns);
+    if (!srv.config_path)
+        return 1;
+    if (pg_config_load(config_path, true, &cfg, &errs) != 0) {
+        for (size_t i = 0; i < errs.count; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        pg_config_errors_free(&errs);
+        free(srv.config_path);
+        return 2;
+    }
+    if (cfg->log_file) {
+        srv.log = fopen(cfg->log_file, "a");
+        if (!srv.log) {
+            fprintf(stderr, "payguard: cannot open log_file %s: %s\n", cfg->log_file, strerror(errno));
+            pg_config_free(cfg);
+            free(srv.config_path);
+            return 1;
+        }
+        setvbuf(srv.log, NULL, _IOLBF, 0);
+    }
+    srv.loop = uv_default_loop();
+    srv.rt = runtime_new(&srv, cfg, err, sizeof(err));
+    if (!srv.rt) {
+        fprintf(stderr, "payguard: %s\n", err);
+        pg_config_free(cfg);
+        goto fail_log;
+    }
+    srv.tokens = pg_token_cache_new(4096);
+    srv.limiter = pg_auth_limiter_new(cfg->limits.auth_failures);
+    if (!srv.tokens || !srv.limiter)
+        goto fail_runtime;
+    uv_timer_init(srv.loop, &srv.drain_timer);
+    srv.drain_timer.data = &srv;
+    uv_signal_init(srv.loop, &srv.sigterm);
+    uv_signal_init(srv.loop, &srv.sigint);
+    uv_signal_init(srv.loop, &srv.sighup);
+    srv.sigterm.data = srv.sigint.data = srv.sighup.data = &srv;
+    uv_signal_start(&srv.sigterm, on_sigterm, SIGTERM);
+    uv_signal_start(&srv.sigint, on_sigterm, SIGINT);
+    uv_signal_start(&srv.sighup, on_sighup, SIGHUP);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (listen_on(&srv, &srv.agents, &cfg->listen_agents, "agents", on_agent_conn) != 0 ||
+        listen_on(&srv, &srv.admin, &cfg->listen_admin, "admin", on_admin_conn) != 0) {
+        code = 1;
+        uv_walk(srv.loop, on_walk_close, NULL);
+        uv_run(srv.loop, UV_RUN_DEFAULT);
+        goto fail_runtime;
+    }
+    uv_run(srv.loop, UV_RUN_DEFAULT);
+    code = 0;
+    log_event(srv.log, "info", "stopped", NULL, NULL, NULL, NULL);
+    /* Close what is left (signals, timers, upstream connections) and let the
+     * close callbacks run so every allocation is released. */
+    uv_walk(srv.loop, on_walk_close, NULL);
+    uv_run(srv.loop, UV_RUN_DEFAULT);
+fail_runtime:
+    runtime_release(srv.rt);
+    uv_run(srv.loop, UV_RUN_DEFAULT);
+    uv_loop_close(srv.loop);
+    pg_token_cache_free(srv.tokens);
+    pg_auth_limiter_free(srv.limiter);
+fail_log:
+    if (srv.log != stderr)
+        fclose(srv.log);
+    free(srv.config_path);
+    return code;
+}
