@@ -143,7 +143,7 @@ static int on_url(llhttp_t *h, const char *at, size_t n)
 static int on_header_field(llhttp_t *h, const char *at, size_t n)
 {
     struct pg_reqparser *p = rp_of(h);
-    if (p->headers_done)
+    if (p->past_headers)
         return bad(p, "Chunked trailers are not accepted.");
     int rc = pg_msg_add_name(&p->msg, at, n, p->max_headers);
     if (rc == PG_ETOOBIG)
@@ -210,6 +210,7 @@ static int on_headers_complete(llhttp_t *h)
         p->expect_continue = true;
     }
     p->keep_alive = llhttp_should_keep_alive(h) != 0;
+    p->past_headers = true;
     return 0;
 }
 
@@ -261,7 +262,7 @@ void pg_reqparser_free(struct pg_reqparser *p)
 void pg_reqparser_next(struct pg_reqparser *p)
 {
     p->head_bytes = p->line_len = p->lines = 0;
-    p->saw_cr = p->headers_done = p->started = p->complete = false;
+    p->saw_cr = p->headers_done = p->past_headers = p->started = p->complete = false;
     p->expect_continue = false;
     if (llhttp_get_errno(&p->llhttp) == HPE_PAUSED)
         llhttp_resume(&p->llhttp);

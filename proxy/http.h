@@ -58,7 +58,8 @@ struct pg_reqparser {
     uint32_t line_len;
     uint32_t lines;
     bool saw_cr;
-    bool headers_done;
+    bool headers_done;        /* the scanner saw the blank line */
+    bool past_headers;        /* llhttp delivered the headers */
     bool started;             /* first byte of a request seen */
     bool complete;            /* a whole request is parsed and waits */
     bool expect_continue;
