@@ -76,7 +76,10 @@ struct pg_agent {
 };
 
 /* Policy fields are kept as written; amounts are checked to be exact decimal
- * strings here and turned into minor units by policy/. */
+ * strings here and turned into minor units by policy/. Currency codes are
+ * lowercased ("usd"), day names too ("mon-fri"). A NULL string or a zero count
+ * means the key was absent: no such limit. hours_* are set only when hours_from
+ * is non-NULL; velocity_* only when velocity_max is non-zero. */
 struct pg_policy_spec {
     char *name;
     char *currency;
@@ -85,6 +88,9 @@ struct pg_policy_spec {
     char **merchants_allow; size_t nmerchants_allow;
     char **merchants_deny; size_t nmerchants_deny;
     char *hours_days, *hours_from, *hours_to;
+    uint8_t hours_days_mask;       /* bit 0 = Monday .. bit 6 = Sunday; 0x7f when days omitted */
+    uint16_t hours_from_min;       /* minutes after local midnight; from < to */
+    uint16_t hours_to_min;         /* exclusive end, up to 1440 ("24:00") */
     uint32_t velocity_max; uint32_t velocity_per_s;
     char **currencies; size_t ncurrencies;
     char **operations; size_t noperations;
@@ -92,8 +98,9 @@ struct pg_policy_spec {
 };
 
 struct pg_webhook {
-    char *url;
-    char *secret_ref;
+    char *url;                     /* https:// only */
+    char *secret_ref;              /* "env:NAME" or "sealed:v1:..." as written */
+    char *secret;                  /* resolved signing secret; NULL until resolved */
     char **events; size_t nevents;
 };
 
@@ -135,12 +142,20 @@ struct pg_config_errors {
 /* Loads and validates `path`. On success returns 0 and sets *out (caller frees
  * with pg_config_free). On failure returns PG_ECONFIG and fills errs with every
  * problem found (caller frees with pg_config_errors_free); *out is untouched.
+ * errs is reset first, so it needs no initialisation; it may be NULL when the
+ * caller only wants the verdict. Problems come sorted by position; an
+ * unreadable file is reported at 1:1. Returns PG_ENOMEM (errs empty) if an
+ * allocation fails.
  * Secrets are resolved too (env: from the environment) unless `resolve_secrets`
- * is false, which `payguard check` uses on a machine without the variables.
- * Any thread; no shared state. */
+ * is false, which `payguard check` uses on a machine without the variables:
+ * then rail->secret and webhook->secret stay NULL. A sealed:v1: value is
+ * accepted by the syntax check but refused when resolving (not built yet).
+ * Any thread; reads the environment and /usr/share/zoneinfo (or $TZDIR). */
 PG_WUR int pg_config_load(const char *path, bool resolve_secrets,
                           struct pg_config **out, struct pg_config_errors *errs);
 
+/* Both accept NULL. Resolved secrets are wiped before their memory is freed.
+ * pg_config_errors_free leaves errs empty (reusable). */
 void pg_config_free(struct pg_config *cfg);
 void pg_config_errors_free(struct pg_config_errors *errs);
 
@@ -150,7 +165,14 @@ const struct pg_agent *pg_config_agent(const struct pg_config *cfg, struct pg_sl
 const struct pg_org *pg_config_org(const struct pg_config *cfg, struct pg_slice name);
 const struct pg_policy_spec *pg_config_policy(const struct pg_config *cfg, struct pg_slice name);
 
-/* Parses "host:port" or "[v6]:port" with a numeric host. 0 or PG_EPARSE. */
+/* Parses "host:port" or "[v6]:port" with a numeric host (dotted-quad IPv4 or
+ * bracketed IPv6; no names, no scope ids), port 0..65535. Returns 0 and fills
+ * *out (out->text is a malloc'd copy: release with pg_addr_clear), PG_EPARSE
+ * for a malformed address, PG_ENOMEM; *out is untouched on failure. */
 PG_WUR int pg_addr_parse(const char *text, struct pg_addr *out);
+
+/* Frees out->text and zeroes *out. Accepts NULL. Not for the addresses inside
+ * a pg_config: pg_config_free owns those. */
+void pg_addr_clear(struct pg_addr *addr);
 
 #endif /* PG_CONFIG_H */

@@ -1,0 +1,1056 @@
+/* The schema of payguard.yaml: one function per section, each a list of the
+ * keys it knows, what each must hold, and the defaults. Sections are read in
+ * dependency order (rails, orgs and policies before the users and agents that
+ * name them) whatever their order in the file. */
+#include "common/pg.h"
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config_int.h"
+
+/* Keys of a mapping as an X-macro: one list yields the enum of indexes and
+ * the names cfg_fields() matches against, so they cannot drift apart. */
+#define KEY_ENUM(p, k) p##k,
+#define KEY_NAME(p, k) #k,
+
+#define P(key) cfg_path(path, sizeof path, where, (key))
+
+/* A checked string copied into the config; the node must be present. */
+static void set_str(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                    char **dst)
+{
+    const char *s = cfg_str(ld, n, path);
+    if (s) {
+        char *d = cfg_dup(ld, s);
+        if (d) {
+            free(*dst);
+            *dst = d;
+        }
+    }
+}
+
+static void lowercase(char *s)
+{
+    for (; s && *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s + 32);
+}
+
+/* Runs one of values.c's checks on a string node and reports its verdict. */
+static const char *checked(struct cfg_loader *ld, const yaml_node_t *n,
+                           const char *path, const char *(*check)(const char *))
+{
+    const char *s = cfg_str(ld, n, path);
+    if (!s)
+        return NULL;
+    const char *why = check(s);
+    if (why) {
+        cfg_report(ld, n, "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+        return NULL;
+    }
+    return s;
+}
+
+/* The names defined in one section, for "(did you mean ...)" or, failing a
+ * close one, the whole list: a reader fixes a reference faster seeing both. */
+static void name_hint(char *buf, size_t size, const char *word, const char *kind,
+                      const char *const *names, size_t n)
+{
+    const char *s = n ? CFG_SUGGEST_NAMES(word, names, n) : NULL;
+    size_t used;
+
+    if (s) {
+        snprintf(buf, size, " (did you mean \"%s\"?)", s);
+        return;
+    }
+    if (n == 0) {
+        snprintf(buf, size, " (no %ss are defined)", kind);
+        return;
+    }
+    used = (size_t)snprintf(buf, size, " (defined %ss: ", kind);
+    for (size_t i = 0; i < n && used < size; i++) {
+        int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", names[i]);
+        if (w < 0)
+            return;
+        used += (size_t)w;
+    }
+    if (used < size)
+        snprintf(buf + used, size - used, ")");
+}
+
+/* Looks a reference up among the first-member names of a config array and
+ * reports it when absent. `first` is &arr[0].name, as for cfg_suggest_in. */
+static bool ref_exists(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                       const char *name, const char *kind, const void *first,
+                       size_t count, size_t stride)
+{
+    const char **names = NULL;
+    char hint[CFG_PATH_MAX];
+
+    for (size_t i = 0; i < count; i++) {
+        const char *c = *(const char *const *)(const void *)((const char *)first +
+                                                            i * stride);
+        if (c && strcmp(c, name) == 0)
+            return true;
+    }
+    if (count) {
+        names = cfg_calloc(ld, count, sizeof *names);
+        if (!names)
+            return false;
+        for (size_t i = 0; i < count; i++)
+            names[i] = *(const char *const *)(const void *)((const char *)first +
+                                                           i * stride);
+    }
+    name_hint(hint, sizeof hint, name, kind, names, count);
+    free(names);
+    cfg_report(ld, n, "%s: unknown %s \"%.*s\"%s", path, kind, CFG_ECHO, name, hint);
+    return false;
+}
+
+#define REF_EXISTS(ld, n, path, word, kind, arr, count)                        \
+    ((count) ? ref_exists((ld), (n), (path), (word), (kind), &(arr)[0].name,   \
+                          (count), sizeof((arr)[0]))                           \
+             : ref_exists((ld), (n), (path), (word), (kind), NULL, 0, 0))
+
+/* The key of a named entry (rails.NAME, orgs.NAME, policies.NAME). */
+static const char *entry_name(struct cfg_loader *ld, const yaml_node_t *k,
+                              const char *section, const char *kind)
+{
+    if (k->type != YAML_SCALAR_NODE) {
+        cfg_report(ld, k, "%s: %s names must be plain words, got %s", section, kind,
+                   cfg_kind(k));
+        return NULL;
+    }
+    const char *why = cfg_name_check(cfg_text(k));
+    if (why || strlen(cfg_text(k)) != k->data.scalar.length) {
+        cfg_report(ld, k, "%s: %s name \"%.*s\" %s", section, kind, CFG_ECHO,
+                   cfg_text(k), why ? why : "must not contain a NUL character");
+        return NULL;
+    }
+    return cfg_text(k);
+}
+
+/* Calls `each` for every well-named entry of a `name: {...}` section after
+ * reporting repeated names. Returns the number of pairs (the most entries
+ * `each` can have been called for), or 0 when `n` is not a mapping. */
+typedef void (*entry_cb)(struct cfg_loader *ld, size_t i, const char *name,
+                         const yaml_node_t *key, const yaml_node_t *val);
+
+static size_t named_entries(struct cfg_loader *ld, const yaml_node_t *n,
+                            const char *section, const char *kind, entry_cb each)
+{
+    if (n->type != YAML_MAPPING_NODE) {
+        cfg_report(ld, n, "%s: expected a mapping of %s names to settings, got %s",
+                   section, kind, cfg_kind(n));
+        return 0;
+    }
+    size_t np = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+    const yaml_node_t **keys = cfg_calloc(ld, np, sizeof *keys);
+    size_t nkeys = 0, slot = 0;
+    if (!keys)
+        return 0;
+    for (size_t i = 0; i < np; i++) {
+        yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
+        yaml_node_t *k = cfg_node(ld, p->key), *v = cfg_node(ld, p->value);
+        if (!k || !v)
+            continue;
+        const char *name = entry_name(ld, k, section, kind);
+        if (!name)
+            continue;
+        keys[nkeys++] = k;
+        each(ld, slot++, name, k, v);
+    }
+    char where[64];
+    snprintf(where, sizeof where, " in %s", section);
+    cfg_report_dups(ld, keys, nkeys, false, kind, where);
+    free(keys);
+    return slot;
+}
+
+/* Secrets never sit in the file in clear: they are read from the
+ * environment (env:NAME) or decrypted (sealed:v1:). `env_hint` is the
+ * variable name a message suggests for a plaintext value. The value itself
+ * is never echoed into a message. */
+static void load_secret(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                        const char *env_hint, char **ref, char **secret)
+{
+    const char *s = cfg_str(ld, n, path);
+    const char *why, *what;
+
+    if (!s)
+        return;
+    switch (cfg_secret_classify(s, &why)) {
+    case CFG_SECRET_BAD:
+        cfg_report(ld, n, "%s: %s", path, why);
+        return;
+    case CFG_SECRET_PLAIN:
+        if (strncmp(s, "sk_", 3) == 0 || strncmp(s, "rk_", 3) == 0)
+            what = "this looks like a Stripe secret key written in clear";
+        else if (strncmp(s, "pk_", 3) == 0)
+            what = "this looks like a Stripe key written in clear";
+        else if (strncmp(s, "whsec_", 6) == 0)
+            what = "this looks like a webhook signing secret written in clear";
+        else
+            what = "secrets must not be written in clear in the config file";
+        cfg_report(ld, n,
+                   "%s: %s; put it in an environment variable and write "
+                   "\"env:%s\" here (or a sealed:v1: value)",
+                   path, what, env_hint);
+        return;
+    case CFG_SECRET_SEALED:
+        *ref = cfg_dup(ld, s);
+        if (ld->resolve)
+            cfg_report(ld, n,
+                       "%s: sealed secrets are not supported by this build yet; "
+                       "use env:NAME for now",
+                       path);
+        return;
+    case CFG_SECRET_ENV:
+        *ref = cfg_dup(ld, s);
+        if (ld->resolve) {
+            const char *v = getenv(s + 4);
+            if (!v || !*v)
+                cfg_report(ld, n, "%s: environment variable %s is %s", path, s + 4,
+                           v ? "empty" : "not set");
+            else
+                *secret = cfg_dup(ld, v);
+        }
+        return;
+    }
+}
+
+/* ---- listen ----------------------------------------------------------- */
+
+static void load_addr(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                      struct pg_addr *a)
+{
+    struct pg_addr tmp;
+    const char *s = cfg_str(ld, n, path);
+    if (!s)
+        return;
+    memset(&tmp, 0, sizeof tmp);
+    const char *why = cfg_addr_check(s, &tmp.sa, &tmp.salen);
+    if (why) {
+        cfg_report(ld, n, "%s: \"%.*s\": %s", path, CFG_ECHO, s, why);
+        return;
+    }
+    tmp.text = cfg_dup(ld, s);
+    if (!tmp.text)
+        return;
+    free(a->text);
+    *a = tmp;
+}
+
+/* Two listeners on one fixed address would fail at bind; say so now. Port 0
+ * (tests) picks a fresh port for each, so it never clashes. */
+static bool clash(const struct pg_addr *a, const struct pg_addr *b)
+{
+    struct sockaddr_in x4, y4;
+    struct sockaddr_in6 x6, y6;
+
+    if (a->salen != b->salen || a->sa.ss_family != b->sa.ss_family)
+        return false;
+    if (a->sa.ss_family == AF_INET) {
+        memcpy(&x4, &a->sa, sizeof x4);
+        memcpy(&y4, &b->sa, sizeof y4);
+        return x4.sin_port != 0 && x4.sin_port == y4.sin_port &&
+               x4.sin_addr.s_addr == y4.sin_addr.s_addr;
+    }
+    memcpy(&x6, &a->sa, sizeof x6);
+    memcpy(&y6, &b->sa, sizeof y6);
+    return x6.sin6_port != 0 && x6.sin6_port == y6.sin6_port &&
+           memcmp(&x6.sin6_addr, &y6.sin6_addr, sizeof x6.sin6_addr) == 0;
+}
+
+#define TLS_KEYS(X) X(T_, cert) X(T_, key) X(T_, client_ca)
+enum { TLS_KEYS(KEY_ENUM) T_COUNT };
+static const char *const tls_keys[] = { TLS_KEYS(KEY_NAME) };
+
+#define LISTEN_KEYS(X) X(L_, agents) X(L_, admin) X(L_, tls)
+enum { LISTEN_KEYS(KEY_ENUM) L_COUNT };
+static const char *const listen_keys[] = { LISTEN_KEYS(KEY_NAME) };
+
+static void load_listen(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    struct pg_config *cfg = ld->cfg;
+    const char *where = "listen";
+    char path[CFG_PATH_MAX];
+    yaml_node_t *v[L_COUNT], *k[L_COUNT];
+
+    if (!cfg_fields(ld, n, where, listen_keys, L_COUNT, v, k))
+        return;
+    if (v[L_agents])
+        load_addr(ld, v[L_agents], P("agents"), &cfg->listen_agents);
+    if (v[L_admin])
+        load_addr(ld, v[L_admin], P("admin"), &cfg->listen_admin);
+    if ((v[L_agents] || v[L_admin]) && clash(&cfg->listen_agents, &cfg->listen_admin))
+        cfg_report(ld, v[L_admin] ? v[L_admin] : v[L_agents],
+                   "listen: agents and admin are both %s; the admin API needs its "
+                   "own port",
+                   cfg->listen_admin.text);
+
+    if (v[L_tls]) {
+        yaml_node_t *tv[T_COUNT], *tk[T_COUNT];
+        where = "listen.tls";
+        if (!cfg_fields(ld, v[L_tls], where, tls_keys, T_COUNT, tv, tk))
+            return;
+        if (cfg_require(ld, v[L_tls], tv, tk, T_cert, tls_keys, where))
+            set_str(ld, tv[T_cert], P("cert"), &cfg->agents_tls.cert);
+        if (cfg_require(ld, v[L_tls], tv, tk, T_key, tls_keys, where))
+            set_str(ld, tv[T_key], P("key"), &cfg->agents_tls.key);
+        if (tv[T_client_ca])
+            set_str(ld, tv[T_client_ca], P("client_ca"), &cfg->agents_tls.client_ca);
+    }
+}
+
+/* ---- limits ------------------------------------------------------------ */
+
+/* name, smallest, largest. The bounds keep a typo (an extra zero, a missing
+ * one) from starving or exhausting the process. */
+#define LIMIT_KEYS(X)                                                          \
+    X(header_bytes, 1024, 1048576)                                             \
+    X(max_headers, 8, 10000)                                                   \
+    X(body_bytes, 1024, 1073741824)                                            \
+    X(header_timeout_ms, 100, 3600000)                                         \
+    X(body_timeout_ms, 100, 3600000)                                           \
+    X(idle_timeout_ms, 100, 86400000)                                          \
+    X(drain_timeout_ms, 0, 3600000)                                            \
+    X(max_connections, 1, 1000000)                                             \
+    X(auth_failures, 1, 1000000)
+
+#define LIMIT_NAME(k, lo, hi) #k,
+static const char *const limit_keys[] = { LIMIT_KEYS(LIMIT_NAME) };
+
+static void load_limits(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    struct pg_limits *l = &ld->cfg->limits;
+    uint32_t *dst[] = {
+#define LIMIT_DST(k, lo, hi) &l->k,
+        LIMIT_KEYS(LIMIT_DST)
+#undef LIMIT_DST
+    };
+    static const uint32_t lo[] = {
+#define LIMIT_LO(k, l_, h_) l_,
+        LIMIT_KEYS(LIMIT_LO)
+#undef LIMIT_LO
+    };
+    static const uint32_t hi[] = {
+#define LIMIT_HI(k, l_, h_) h_,
+        LIMIT_KEYS(LIMIT_HI)
+#undef LIMIT_HI
+    };
+    enum { N = PG_ARRAY_LEN(limit_keys) };
+    const char *where = "limits";
+    char path[CFG_PATH_MAX];
+    yaml_node_t *v[N], *k[N];
+
+    if (!cfg_fields(ld, n, where, limit_keys, N, v, k))
+        return;
+    for (size_t i = 0; i < N; i++)
+        if (v[i])
+            (void)cfg_u32(ld, v[i], P(limit_keys[i]), lo[i], hi[i], dst[i]);
+}
+
+/* ---- rails ------------------------------------------------------------- */
+
+#define RAIL_KEYS(X)                                                           \
+    X(R_, preset) X(R_, upstream) X(R_, secret) X(R_, ca_file) X(R_, tls_min)  \
+    X(R_, timeout_ms) X(R_, connect_timeout_ms) X(R_, unmatched)               \
+    X(R_, allow_http) X(R_, pool_size)
+enum { RAIL_KEYS(KEY_ENUM) R_COUNT };
+static const char *const rail_keys[] = { RAIL_KEYS(KEY_NAME) };
+
+static const char *const preset_names[] = { "stripe", "adyen", "generic" };
+static const char *const unmatched_names[] = { "deny", "pass" };
+static const char *const tls_names[] = { "1.2", "1.3" };
+
+/* Splits a checked upstream URL into the fields the proxy connects with. */
+static void set_upstream(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                         struct pg_rail *r)
+{
+    struct cfg_url u;
+    const char *s = cfg_str(ld, n, path);
+    char hp[300];
+
+    if (!s)
+        return;
+    const char *why = cfg_url_check(s, &u);
+    if (why) {
+        cfg_report(ld, n, "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+        return;
+    }
+    if (*u.rest == '?') {
+        cfg_report(ld, n, "%s: must not have a ?query", path);
+        return;
+    }
+    if (*u.rest && strcmp(u.rest, "/") != 0) {
+        cfg_report(ld, n,
+                   "%s: must not have a path (got \"%.*s\"); agents' request paths "
+                   "are forwarded as they are",
+                   path, CFG_ECHO, u.rest);
+        return;
+    }
+    if (!u.tls && !r->allow_http) {
+        cfg_report(ld, n,
+                   "%s: plain http:// upstreams are refused; to opt in, set "
+                   "\"allow_http: true\" on this rail (for a local mock rail only, "
+                   "never a real one)",
+                   path);
+        return;
+    }
+    r->upstream = cfg_dup(ld, s);
+    r->upstream_tls = u.tls;
+    r->upstream_port = u.port;
+    r->upstream_host = cfg_calloc(ld, u.hostlen + 1, 1);
+    if (r->upstream_host) {
+        memcpy(r->upstream_host, u.host, u.hostlen);
+        lowercase(r->upstream_host);
+    }
+    const char *lb = u.ipv6 ? "[" : "", *rb = u.ipv6 ? "]" : "";
+    if (u.default_port)
+        snprintf(hp, sizeof hp, "%s%s%s", lb, r->upstream_host ? r->upstream_host : "", rb);
+    else
+        snprintf(hp, sizeof hp, "%s%s%s:%u", lb, r->upstream_host ? r->upstream_host : "",
+                 rb, (unsigned)u.port);
+    r->upstream_hostport = cfg_dup(ld, hp);
+}
+
+/* "STRIPE_SECRET_KEY" for a rail named "stripe": the name a message offers. */
+static void env_name_for(char *buf, size_t size, const char *name, const char *suffix)
+{
+    size_t i = 0;
+    for (; name[i] && i + 1 < size; i++) {
+        char c = name[i];
+        if (c >= 'a' && c <= 'z')
+            c = (char)(c - 32);
+        else if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
+            c = '_';
+        buf[i] = c;
+    }
+    snprintf(buf + i, size - i, "%s", suffix);
+}
+
+static void load_rail(struct cfg_loader *ld, size_t i, const char *name,
+                      const yaml_node_t *key, const yaml_node_t *val)
+{
+    struct pg_rail *r = &ld->cfg->rails[i];
+    char where[CFG_PATH_MAX], path[CFG_PATH_MAX], env[96];
+    yaml_node_t *v[R_COUNT], *k[R_COUNT];
+    const yaml_node_t *anchor = key; /* "rails.x: missing ..." points at x */
+    int e;
+
+    r->name = cfg_dup(ld, name);
+    r->preset = PG_PRESET_STRIPE;
+    r->tls_min = 12;
+    r->timeout_ms = 30000;
+    r->connect_timeout_ms = 5000;
+    r->unmatched = PG_UNMATCHED_DENY;
+    r->pool_size = 64;
+
+    snprintf(where, sizeof where, "rails.%s", name);
+    if (!cfg_fields(ld, val, where, rail_keys, R_COUNT, v, k))
+        return;
+
+    /* The route table decides what a request means; assuming one would be a
+     * silent policy hole, so it is named, or implied by a rail named after a
+     * preset ("stripe:"). */
+    if (v[R_preset]) {
+        e = cfg_enum(ld, v[R_preset], P("preset"), preset_names,
+                     PG_ARRAY_LEN(preset_names));
+        if (e >= 0)
+            r->preset = (enum pg_rail_preset)e;
+    } else if (strcmp(name, "stripe") == 0 || strcmp(name, "adyen") == 0 ||
+               strcmp(name, "generic") == 0) {
+        r->preset = strcmp(name, "stripe") == 0   ? PG_PRESET_STRIPE
+                    : strcmp(name, "adyen") == 0 ? PG_PRESET_ADYEN
+                                                 : PG_PRESET_GENERIC;
+    } else {
+        (void)cfg_require(ld, anchor, v, k, R_preset, rail_keys, where);
+    }
+
+    if (v[R_allow_http])
+        (void)cfg_bool(ld, v[R_allow_http], P("allow_http"), &r->allow_http);
+    if (cfg_require(ld, anchor, v, k, R_upstream, rail_keys, where))
+        set_upstream(ld, v[R_upstream], P("upstream"), r);
+    env_name_for(env, sizeof env, name, "_SECRET_KEY");
+    if (cfg_require(ld, anchor, v, k, R_secret, rail_keys, where))
+        load_secret(ld, v[R_secret], P("secret"), env, &r->secret_ref, &r->secret);
+    if (v[R_ca_file])
+        set_str(ld, v[R_ca_file], P("ca_file"), &r->ca_file);
+    if (v[R_tls_min]) {
+        e = cfg_enum(ld, v[R_tls_min], P("tls_min"), tls_names, PG_ARRAY_LEN(tls_names));
+        if (e >= 0)
+            r->tls_min = 12 + e;
+    }
+    if (v[R_timeout_ms])
+        (void)cfg_u32(ld, v[R_timeout_ms], P("timeout_ms"), 100, 3600000, &r->timeout_ms);
+    if (v[R_connect_timeout_ms])
+        (void)cfg_u32(ld, v[R_connect_timeout_ms], P("connect_timeout_ms"), 100, 600000,
+                      &r->connect_timeout_ms);
+    if (v[R_unmatched]) {
+        e = cfg_enum(ld, v[R_unmatched], P("unmatched"), unmatched_names,
+                     PG_ARRAY_LEN(unmatched_names));
+        if (e >= 0)
+            r->unmatched = (enum pg_unmatched)e;
+    }
+    if (v[R_pool_size])
+        (void)cfg_u32(ld, v[R_pool_size], P("pool_size"), 0, 10000, &r->pool_size);
+}
+
+static void load_rails(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    size_t np = n->type == YAML_MAPPING_NODE
+                    ? (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start)
+                    : 0;
+    ld->cfg->rails = cfg_calloc(ld, np, sizeof *ld->cfg->rails);
+    if (!ld->cfg->rails)
+        return;
+    ld->cfg->nrails = named_entries(ld, n, "rails", "rail", load_rail);
+    if (n->type == YAML_MAPPING_NODE && np == 0)
+        cfg_report(ld, n, "rails: at least one rail is required");
+}
+
+/* ---- orgs -------------------------------------------------------------- */
+
+#define ORG_KEYS(X) X(O_, timezone)
+enum { ORG_KEYS(KEY_ENUM) O_COUNT };
+static const char *const org_keys[] = { ORG_KEYS(KEY_NAME) };
+
+static void load_org(struct cfg_loader *ld, size_t i, const char *name,
+                     const yaml_node_t *key, const yaml_node_t *val)
+{
+    struct pg_org *o = &ld->cfg->orgs[i];
+    char where[CFG_PATH_MAX], path[CFG_PATH_MAX];
+    yaml_node_t *v[O_COUNT], *k[O_COUNT];
+
+    PG_UNUSED(key);
+    o->name = cfg_dup(ld, name);
+    snprintf(where, sizeof where, "orgs.%s", name);
+    if (cfg_fields(ld, val, where, org_keys, O_COUNT, v, k) && v[O_timezone]) {
+        const char *tz = checked(ld, v[O_timezone], P("timezone"), cfg_timezone_check);
+        if (tz)
+            o->timezone = cfg_dup(ld, tz);
+    }
+    if (!o->timezone)
+        o->timezone = cfg_dup(ld, "UTC");
+}
+
+static void load_orgs(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    size_t np = n->type == YAML_MAPPING_NODE
+                    ? (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start)
+                    : 0;
+    ld->cfg->orgs = cfg_calloc(ld, np, sizeof *ld->cfg->orgs);
+    if (ld->cfg->orgs)
+        ld->cfg->norgs = named_entries(ld, n, "orgs", "org", load_org);
+}
+
+/* ---- policies ---------------------------------------------------------- */
+
+#define POLICY_KEYS(X)                                                         \
+    X(PK_, currency) X(PK_, per_transaction) X(PK_, daily) X(PK_, weekly)      \
+    X(PK_, monthly) X(PK_, approval_above) X(PK_, auto_approve_below)          \
+    X(PK_, merchants) X(PK_, hours) X(PK_, velocity) X(PK_, currencies)        \
+    X(PK_, operations) X(PK_, refunds_restore)
+enum { POLICY_KEYS(KEY_ENUM) PK_COUNT };
+static const char *const policy_keys[] = { POLICY_KEYS(KEY_NAME) };
+
+#define MERCHANT_KEYS(X) X(M_, allow) X(M_, deny)
+enum { MERCHANT_KEYS(KEY_ENUM) M_COUNT };
+static const char *const merchant_keys[] = { MERCHANT_KEYS(KEY_NAME) };
+
+#define HOURS_KEYS(X) X(H_, days) X(H_, from) X(H_, to)
+enum { HOURS_KEYS(KEY_ENUM) H_COUNT };
+static const char *const hours_keys[] = { HOURS_KEYS(KEY_NAME) };
+
+#define VELOCITY_KEYS(X) X(V_, max) X(V_, per)
+enum { VELOCITY_KEYS(KEY_ENUM) V_COUNT };
+static const char *const velocity_keys[] = { VELOCITY_KEYS(KEY_NAME) };
+
+static const char *const operation_names[] = { "payment", "refund", "transfer",
+                                               "payout",  "config", "read" };
+
+static bool check_currency_item(struct cfg_loader *ld, const yaml_node_t *n,
+                                const char *path, const char *s)
+{
+    const char *why = cfg_currency_check(s);
+    if (why)
+        cfg_report(ld, n, "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+    return !why;
+}
+
+static bool check_glob_item(struct cfg_loader *ld, const yaml_node_t *n,
+                            const char *path, const char *s)
+{
+    const char *why = cfg_glob_check(s);
+    if (why)
+        cfg_report(ld, n, "%s: %s", path, why);
+    return !why;
+}
+
+static bool check_operation_item(struct cfg_loader *ld, const yaml_node_t *n,
+                                 const char *path, const char *s)
+{
+    PG_UNUSED(s);
+    return cfg_enum(ld, n, path, operation_names, PG_ARRAY_LEN(operation_names)) >= 0;
+}
+
+static void load_hours(struct cfg_loader *ld, const yaml_node_t *n, const char *pwhere,
+                       struct pg_policy_spec *p)
+{
+    char where[CFG_PATH_MAX], path[CFG_PATH_MAX];
+    yaml_node_t *v[H_COUNT], *k[H_COUNT];
+    uint16_t from = 0, to = 0;
+    uint8_t mask = 0x7f;
+    bool ok = true;
+
+    snprintf(where, sizeof where, "%.160s.hours", pwhere);
+    if (!cfg_fields(ld, n, where, hours_keys, H_COUNT, v, k))
+        return;
+    if (v[H_days]) {
+        const char *s = cfg_str(ld, v[H_days], P("days"));
+        const char *why = s ? cfg_days_check(s, &mask) : NULL;
+        if (why)
+            cfg_report(ld, v[H_days], "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+        if (!s || why)
+            ok = false;
+        else
+            p->hours_days = cfg_dup(ld, s);
+        lowercase(p->hours_days);
+    }
+    const char *ts[2] = { NULL, NULL };
+    uint16_t *mins[2] = { &from, &to };
+    for (int i = 0; i < 2; i++) {
+        size_t ki = i == 0 ? H_from : H_to;
+        if (!cfg_require(ld, n, v, k, ki, hours_keys, where)) {
+            ok = false;
+            continue;
+        }
+        ts[i] = cfg_str(ld, v[ki], P(hours_keys[ki]));
+        const char *why = ts[i] ? cfg_hhmm_check(ts[i], i == 1, mins[i]) : NULL;
+        if (why)
+            cfg_report(ld, v[ki], "%s: \"%.*s\" %s", path, CFG_ECHO, ts[i], why);
+        if (!ts[i] || why)
+            ok = false;
+    }
+    if (!ok)
+        return;
+    if (from >= to) {
+        cfg_report(ld, v[H_to],
+                   "%s.to: must be later than from (\"%s\" is not after \"%s\"; "
+                   "windows across midnight are not supported)",
+                   where, ts[1], ts[0]);
+        return;
+    }
+    p->hours_from = cfg_dup(ld, ts[0]);
+    p->hours_to = cfg_dup(ld, ts[1]);
+    p->hours_days_mask = mask;
+    p->hours_from_min = from;
+    p->hours_to_min = to;
+}
+
+static void load_velocity(struct cfg_loader *ld, const yaml_node_t *n,
+                          const char *pwhere, struct pg_policy_spec *p)
+{
+    char where[CFG_PATH_MAX], path[CFG_PATH_MAX];
+    yaml_node_t *v[V_COUNT], *k[V_COUNT];
+    uint32_t max = 0, per = 0;
+    bool ok = true;
+
+    snprintf(where, sizeof where, "%.160s.velocity", pwhere);
+    if (!cfg_fields(ld, n, where, velocity_keys, V_COUNT, v, k))
+        return;
+    if (!cfg_require(ld, n, v, k, V_max, velocity_keys, where) ||
+        !cfg_u32(ld, v[V_max], P("max"), 1, 1000000, &max))
+        ok = false;
+    if (cfg_require(ld, n, v, k, V_per, velocity_keys, where)) {
+        const char *s = cfg_str(ld, v[V_per], P("per"));
+        const char *why = s ? cfg_duration_check(s, &per) : NULL;
+        if (why)
+            cfg_report(ld, v[V_per], "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+        if (!s || why)
+            ok = false;
+    } else {
+        ok = false;
+    }
+    if (ok) {
+        p->velocity_max = max;
+        p->velocity_per_s = per;
+    }
+}
+
+static void load_policy(struct cfg_loader *ld, size_t i, const char *name,
+                        const yaml_node_t *key, const yaml_node_t *val)
+{
+    struct pg_policy_spec *p = &ld->cfg->policies[i];
+    char where[CFG_PATH_MAX], path[CFG_PATH_MAX];
+    yaml_node_t *v[PK_COUNT], *k[PK_COUNT];
+    static const size_t amounts[] = { PK_per_transaction, PK_daily, PK_weekly,
+                                      PK_monthly, PK_approval_above,
+                                      PK_auto_approve_below };
+    char **amount_dst[] = { &p->per_transaction, &p->daily, &p->weekly,
+                            &p->monthly, &p->approval_above, &p->auto_approve_below };
+    const yaml_node_t *first_amount = NULL;
+
+    PG_UNUSED(key);
+    p->name = cfg_dup(ld, name);
+    snprintf(where, sizeof where, "policies.%s", name);
+    if (!cfg_fields(ld, val, where, policy_keys, PK_COUNT, v, k))
+        return;
+
+    if (v[PK_currency]) {
+        const char *c = checked(ld, v[PK_currency], P("currency"), cfg_currency_check);
+        p->currency = cfg_dup(ld, c);
+        lowercase(p->currency);
+    }
+    for (size_t a = 0; a < PG_ARRAY_LEN(amounts); a++) {
+        if (!v[amounts[a]])
+            continue;
+        /* Plain 500.00 is taken as written too: libyaml hands over the text,
+         * so no float ever touches the amount. */
+        const char *s = checked(ld, v[amounts[a]], P(policy_keys[amounts[a]]),
+                                cfg_decimal_check);
+        *amount_dst[a] = cfg_dup(ld, s);
+        if (!first_amount)
+            first_amount = k[amounts[a]];
+    }
+    if (first_amount && !k[PK_currency])
+        cfg_report(ld, first_amount,
+                   "%s: amounts need a currency: add \"currency: usd\" (the currency "
+                   "the limits are written in)",
+                   where);
+
+    if (v[PK_merchants]) {
+        char mwhere[CFG_PATH_MAX];
+        yaml_node_t *mv[M_COUNT], *mk[M_COUNT];
+        snprintf(mwhere, sizeof mwhere, "%.160s.merchants", where);
+        if (cfg_fields(ld, v[PK_merchants], mwhere, merchant_keys, M_COUNT, mv, mk)) {
+            if (mv[M_allow])
+                (void)cfg_str_list(ld, mv[M_allow], cfg_path(path, sizeof path, mwhere, "allow"),
+                                   check_glob_item, false, &p->merchants_allow,
+                                   &p->nmerchants_allow);
+            if (mv[M_deny])
+                (void)cfg_str_list(ld, mv[M_deny], cfg_path(path, sizeof path, mwhere, "deny"),
+                                   check_glob_item, false, &p->merchants_deny,
+                                   &p->nmerchants_deny);
+        }
+    }
+    if (v[PK_hours])
+        load_hours(ld, v[PK_hours], where, p);
+    if (v[PK_velocity])
+        load_velocity(ld, v[PK_velocity], where, p);
+    if (v[PK_currencies])
+        (void)cfg_str_list(ld, v[PK_currencies], P("currencies"), check_currency_item,
+                           true, &p->currencies, &p->ncurrencies);
+    if (v[PK_operations])
+        (void)cfg_str_list(ld, v[PK_operations], P("operations"), check_operation_item,
+                           false, &p->operations, &p->noperations);
+    if (v[PK_refunds_restore])
+        (void)cfg_bool(ld, v[PK_refunds_restore], P("refunds_restore"), &p->refunds_restore);
+}
+
+static void load_policies(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    size_t np = n->type == YAML_MAPPING_NODE
+                    ? (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start)
+                    : 0;
+    ld->cfg->policies = cfg_calloc(ld, np, sizeof *ld->cfg->policies);
+    if (ld->cfg->policies)
+        ld->cfg->npolicies = named_entries(ld, n, "policies", "policy", load_policy);
+}
+
+/* ---- users ------------------------------------------------------------- */
+
+#define USER_KEYS(X) X(U_, email) X(U_, org) X(U_, role) X(U_, password) X(U_, totp)
+enum { USER_KEYS(KEY_ENUM) U_COUNT };
+static const char *const user_keys[] = { USER_KEYS(KEY_NAME) };
+
+/* Same order as enum pg_role. */
+static const char *const role_names[] = { "viewer", "approver", "admin", "owner" };
+
+/* A hash field: refuses what looks like the secret itself without echoing it. */
+static const char *hash_field(struct cfg_loader *ld, const yaml_node_t *n,
+                              const char *path, const char *what, const char *howto)
+{
+    const char *s = cfg_str(ld, n, path);
+    if (!s)
+        return NULL;
+    const char *why = cfg_bcrypt_check(s);
+    if (!why)
+        return s;
+    if (s[0] != '$')
+        cfg_report(ld, n, "%s: must be the bcrypt hash of the %s, not the %s itself "
+                          "(%s)", path, what, what, howto);
+    else
+        cfg_report(ld, n, "%s: %s", path, why);
+    return NULL;
+}
+
+static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    struct pg_config *cfg = ld->cfg;
+    char where[64], path[CFG_PATH_MAX];
+    const yaml_node_t **emails;
+    size_t nemails = 0;
+
+    if (!cfg_is_seq(ld, n, "users"))
+        return;
+    size_t len = cfg_seq_len(n);
+    cfg->users = cfg_calloc(ld, len, sizeof *cfg->users);
+    emails = cfg_calloc(ld, len, sizeof *emails);
+    if (!cfg->users || !emails) {
+        free(emails);
+        return;
+    }
+    cfg->nusers = len;
+    for (size_t i = 0; i < len; i++) {
+        struct pg_user *u = &cfg->users[i];
+        const yaml_node_t *it = cfg_seq_item(ld, n, i);
+        yaml_node_t *v[U_COUNT], *k[U_COUNT];
+        int e;
+
+        snprintf(where, sizeof where, "users[%zu]", i);
+        if (!it || cfg_is_null(it)) {
+            if (it)
+                cfg_report(ld, it, "%s: empty entry", where);
+            continue;
+        }
+        if (!cfg_fields(ld, it, where, user_keys, U_COUNT, v, k))
+            continue;
+        if (cfg_require(ld, it, v, k, U_email, user_keys, where)) {
+            const char *s = checked(ld, v[U_email], P("email"), cfg_email_check);
+            if (s) {
+                u->email = cfg_dup(ld, s);
+                emails[nemails++] = v[U_email];
+            }
+        }
+        if (cfg_require(ld, it, v, k, U_org, user_keys, where)) {
+            const char *s = cfg_str(ld, v[U_org], P("org"));
+            if (s && REF_EXISTS(ld, v[U_org], path, s, "org", cfg->orgs, cfg->norgs))
+                u->org = cfg_dup(ld, s);
+        }
+        if (cfg_require(ld, it, v, k, U_role, user_keys, where)) {
+            e = cfg_enum(ld, v[U_role], P("role"), role_names, PG_ARRAY_LEN(role_names));
+            if (e >= 0)
+                u->role = (enum pg_role)e;
+        }
+        if (cfg_require(ld, it, v, k, U_password, user_keys, where))
+            u->password_hash = cfg_dup(ld, hash_field(ld, v[U_password], P("password"),
+                                                      "password",
+                                                      "make one with htpasswd -nbBC 12 '' PASSWORD"));
+        if (v[U_totp]) {
+            const char *s = cfg_str(ld, v[U_totp], P("totp"));
+            const char *why = s ? cfg_sealed_check(s) : NULL;
+            if (why)
+                cfg_report(ld, v[U_totp], "%s: %s (TOTP seeds are stored sealed)", path, why);
+            else if (s)
+                u->totp_ref = cfg_dup(ld, s);
+        }
+    }
+    cfg_report_dups(ld, emails, nemails, true, "user", "");
+    free(emails);
+}
+
+/* ---- agents ------------------------------------------------------------ */
+
+#define AGENT_KEYS(X)                                                          \
+    X(A_, id) X(A_, org) X(A_, token) X(A_, rails) X(A_, policy) X(A_, expires) \
+    X(A_, revoked)
+enum { AGENT_KEYS(KEY_ENUM) A_COUNT };
+static const char *const agent_keys[] = { AGENT_KEYS(KEY_NAME) };
+
+static bool check_rail_item(struct cfg_loader *ld, const yaml_node_t *n,
+                            const char *path, const char *s)
+{
+    return REF_EXISTS(ld, n, path, s, "rail", ld->cfg->rails, ld->cfg->nrails);
+}
+
+static void load_agent(struct cfg_loader *ld, const yaml_node_t *it, const char *where,
+                       struct pg_agent *a, const yaml_node_t **id_node)
+{
+    struct pg_config *cfg = ld->cfg;
+    char path[CFG_PATH_MAX], howto[160];
+    yaml_node_t *v[A_COUNT], *k[A_COUNT];
+
+    if (!cfg_fields(ld, it, where, agent_keys, A_COUNT, v, k))
+        return;
+    if (cfg_require(ld, it, v, k, A_id, agent_keys, where)) {
+        const char *s = checked(ld, v[A_id], P("id"), cfg_name_check);
+        if (s) {
+            a->id = cfg_dup(ld, s);
+            *id_node = v[A_id];
+        }
+    }
+    if (cfg_require(ld, it, v, k, A_org, agent_keys, where)) {
+        const char *s = cfg_str(ld, v[A_org], P("org"));
+        if (s && REF_EXISTS(ld, v[A_org], path, s, "org", cfg->orgs, cfg->norgs))
+            a->org = cfg_dup(ld, s);
+    }
+    snprintf(howto, sizeof howto, "payguard token new --agent %.64s prints both",
+             a->id ? a->id : "ID");
+    if (cfg_require(ld, it, v, k, A_token, agent_keys, where))
+        a->token_hash = cfg_dup(ld, hash_field(ld, v[A_token], P("token"), "token", howto));
+    if (cfg_require(ld, it, v, k, A_rails, agent_keys, where)) {
+        if (cfg_str_list(ld, v[A_rails], P("rails"), check_rail_item, false, &a->rails,
+                         &a->nrails) &&
+            cfg_seq_len(v[A_rails]) == 0)
+            cfg_report(ld, v[A_rails], "%s: list at least one rail the agent may use", path);
+    }
+    if (v[A_policy]) {
+        const char *s = cfg_str(ld, v[A_policy], P("policy"));
+        if (s && REF_EXISTS(ld, v[A_policy], path, s, "policy", cfg->policies,
+                            cfg->npolicies))
+            a->policy = cfg_dup(ld, s);
+    }
+    if (v[A_expires]) {
+        const char *s = cfg_str(ld, v[A_expires], P("expires"));
+        const char *why = s ? cfg_timestamp_check(s, &a->expires) : NULL;
+        if (why)
+            cfg_report(ld, v[A_expires], "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+    }
+    if (v[A_revoked])
+        (void)cfg_bool(ld, v[A_revoked], P("revoked"), &a->revoked);
+}
+
+static void load_agents(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    struct pg_config *cfg = ld->cfg;
+    char where[64];
+    const yaml_node_t **ids;
+    size_t nids = 0;
+
+    if (!cfg_is_seq(ld, n, "agents"))
+        return;
+    size_t len = cfg_seq_len(n);
+    cfg->agents = cfg_calloc(ld, len, sizeof *cfg->agents);
+    ids = cfg_calloc(ld, len, sizeof *ids);
+    if (!cfg->agents || !ids) {
+        free(ids);
+        return;
+    }
+    cfg->nagents = len;
+    for (size_t i = 0; i < len; i++) {
+        const yaml_node_t *it = cfg_seq_item(ld, n, i), *id = NULL;
+        snprintf(where, sizeof where, "agents[%zu]", i);
+        if (!it || cfg_is_null(it)) {
+            if (it)
+                cfg_report(ld, it, "%s: empty entry", where);
+            continue;
+        }
+        load_agent(ld, it, where, &cfg->agents[i], &id);
+        if (id)
+            ids[nids++] = id;
+    }
+    cfg_report_dups(ld, ids, nids, false, "agent id", "");
+    free(ids);
+}
+
+/* ---- webhooks ---------------------------------------------------------- */
+
+#define WEBHOOK_KEYS(X) X(W_, url) X(W_, secret) X(W_, events)
+enum { WEBHOOK_KEYS(KEY_ENUM) W_COUNT };
+static const char *const webhook_keys[] = { WEBHOOK_KEYS(KEY_NAME) };
+
+static const char *const event_names[] = {
+    "approval.requested", "approval.decided", "budget.threshold", "payment.denied",
+    "payment.held",       "agent.revoked",    "audit.broken",
+};
+
+static bool check_event_item(struct cfg_loader *ld, const yaml_node_t *n,
+                             const char *path, const char *s)
+{
+    PG_UNUSED(s);
+    return cfg_enum(ld, n, path, event_names, PG_ARRAY_LEN(event_names)) >= 0;
+}
+
+static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    struct pg_config *cfg = ld->cfg;
+    char where[64], path[CFG_PATH_MAX];
+
+    if (!cfg_is_seq(ld, n, "webhooks"))
+        return;
+    size_t len = cfg_seq_len(n);
+    cfg->webhooks = cfg_calloc(ld, len, sizeof *cfg->webhooks);
+    if (!cfg->webhooks)
+        return;
+    cfg->nwebhooks = len;
+    for (size_t i = 0; i < len; i++) {
+        struct pg_webhook *w = &cfg->webhooks[i];
+        const yaml_node_t *it = cfg_seq_item(ld, n, i);
+        yaml_node_t *v[W_COUNT], *k[W_COUNT];
+
+        snprintf(where, sizeof where, "webhooks[%zu]", i);
+        if (!it || cfg_is_null(it)) {
+            if (it)
+                cfg_report(ld, it, "%s: empty entry", where);
+            continue;
+        }
+        if (!cfg_fields(ld, it, where, webhook_keys, W_COUNT, v, k))
+            continue;
+        if (cfg_require(ld, it, v, k, W_url, webhook_keys, where)) {
+            struct cfg_url u;
+            const char *s = cfg_str(ld, v[W_url], P("url"));
+            const char *why = s ? cfg_url_check(s, &u) : NULL;
+            if (why)
+                cfg_report(ld, v[W_url], "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+            else if (s && !u.tls)
+                cfg_report(ld, v[W_url], "%s: webhook targets must use https://", path);
+            else if (s)
+                w->url = cfg_dup(ld, s);
+        }
+        if (cfg_require(ld, it, v, k, W_secret, webhook_keys, where))
+            load_secret(ld, v[W_secret], P("secret"), "PAYGUARD_WEBHOOK_SECRET",
+                        &w->secret_ref, &w->secret);
+        if (cfg_require(ld, it, v, k, W_events, webhook_keys, where) &&
+            cfg_str_list(ld, v[W_events], P("events"), check_event_item, false,
+                         &w->events, &w->nevents) &&
+            cfg_seq_len(v[W_events]) == 0)
+            cfg_report(ld, v[W_events], "%s: list at least one event", path);
+    }
+}
+
+/* ---- the root ---------------------------------------------------------- */
+
+#define ROOT_KEYS(X)                                                           \
+    X(K_, listen) X(K_, data_dir) X(K_, master_key_env) X(K_, log_file)        \
+    X(K_, limits) X(K_, rails) X(K_, orgs) X(K_, users) X(K_, agents)          \
+    X(K_, policies) X(K_, webhooks)
+enum { ROOT_KEYS(KEY_ENUM) K_COUNT };
+static const char *const root_keys[] = { ROOT_KEYS(KEY_NAME) };
+
+void cfg_load_root(struct cfg_loader *ld, const yaml_node_t *root)
+{
+    struct pg_config *cfg = ld->cfg;
+    yaml_node_t *v[K_COUNT], *k[K_COUNT];
+
+    if (!cfg_fields(ld, root, NULL, root_keys, K_COUNT, v, k))
+        return;
+    if (v[K_listen])
+        load_listen(ld, v[K_listen]);
+    if (v[K_data_dir])
+        set_str(ld, v[K_data_dir], "data_dir", &cfg->data_dir);
+    if (v[K_master_key_env] &&
+        checked(ld, v[K_master_key_env], "master_key_env", cfg_env_name_check))
+        set_str(ld, v[K_master_key_env], "master_key_env", &cfg->master_key_env);
+    if (v[K_log_file])
+        set_str(ld, v[K_log_file], "log_file", &cfg->log_file);
+    if (v[K_limits])
+        load_limits(ld, v[K_limits]);
+    if (cfg_require(ld, root, v, k, K_rails, root_keys, NULL))
+        load_rails(ld, v[K_rails]);
+    if (v[K_orgs])
+        load_orgs(ld, v[K_orgs]);
+    if (v[K_policies])
+        load_policies(ld, v[K_policies]);
+    if (v[K_users])
+        load_users(ld, v[K_users]);
+    if (v[K_agents])
+        load_agents(ld, v[K_agents]);
+    if (v[K_webhooks])
+        load_webhooks(ld, v[K_webhooks]);
+}
