@@ -324,7 +324,10 @@ ssize_t pg_reqparser_feed(struct pg_reqparser *p, const char *data, size_t len)
         return (ssize_t)(llhttp_get_error_pos(&p->llhttp) - data);
     if (p->reject.status)
         return -1;
-    bad(p, "The request is not valid HTTP/1.1.");
+    const char *why = llhttp_get_error_reason(&p->llhttp);
+    snprintf(p->detail, sizeof(p->detail), "The request is not valid HTTP/1.1: %s.",
+             why ? why : "parse error");
+    bad(p, p->detail);
     return -1;
 }
 

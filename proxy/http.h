@@ -65,6 +65,7 @@ struct pg_reqparser {
     bool expect_continue;
     bool keep_alive;
     struct pg_http_reject reject;
+    char detail[160];         /* message storage for llhttp's own reasons */
 };
 
 void pg_reqparser_init(struct pg_reqparser *p, const struct pg_limits *limits);
