@@ -606,7 +606,7 @@ static void load_hours(struct cfg_loader *ld, const yaml_node_t *n, const char *
     yaml_node_t *v[H_COUNT], *k[H_COUNT];
     uint16_t from = 0, to = 0;
     uint8_t mask = 0x7f;
-    bool ok = true;
+    bool ok = true, times_ok = true;
 
     snprintf(where, sizeof where, "%.160s.hours", pwhere);
     if (!cfg_fields(ld, n, where, hours_keys, H_COUNT, v, k))
@@ -627,7 +627,7 @@ static void load_hours(struct cfg_loader *ld, const yaml_node_t *n, const char *
     for (int i = 0; i < 2; i++) {
         size_t ki = i == 0 ? H_from : H_to;
         if (!cfg_require(ld, n, v, k, ki, hours_keys, where)) {
-            ok = false;
+            times_ok = false;
             continue;
         }
         ts[i] = cfg_str(ld, v[ki], P(hours_keys[ki]));
@@ -635,9 +635,9 @@ static void load_hours(struct cfg_loader *ld, const yaml_node_t *n, const char *
         if (why)
             cfg_report(ld, v[ki], "%s: \"%.*s\" %s", path, CFG_ECHO, ts[i], why);
         if (!ts[i] || why)
-            ok = false;
+            times_ok = false;
     }
-    if (!ok)
+    if (!times_ok)
         return;
     if (from >= to) {
         cfg_report(ld, v[H_to],
@@ -646,6 +646,8 @@ static void load_hours(struct cfg_loader *ld, const yaml_node_t *n, const char *
                    where, ts[1], ts[0]);
         return;
     }
+    if (!ok)
+        return;
     p->hours_from = cfg_dup(ld, ts[0]);
     p->hours_to = cfg_dup(ld, ts[1]);
     p->hours_days_mask = mask;
