@@ -1,0 +1,472 @@
+#!/usr/bin/env bash
+# payguard's benchmark: the same small request (GET /v1/balance) sent by
+# bench/loadgen straight to the mock rail, through nginx as a plain reverse
+# proxy, and through payguard, in alternation, plus payguard's memory with
+# 1,000 idle keep-alive connections. Builds nothing: `make bench` builds the
+# release tree first. Everything listens on 127.0.0.1 and is killed on exit.
+#
+#   bench/run.sh            full run (~3 min): writes bench/RESULTS.md
+#   bench/run.sh --quick    one short round (<30 s): writes bench/out/RESULTS.quick.md
+#   bench/run.sh --profile  payguard alone under load with `perf record -g`;
+#                           writes bench/out/profile.txt (needs perf)
+#
+# Per-run figures always go to bench/out/results.csv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=full
+case "${1:-}" in
+    "") ;;
+    --quick) mode=quick ;;
+    --profile) mode=profile ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench: unknown option $1 (see bench/run.sh --help)" >&2; exit 2 ;;
+esac
+
+BUILD=build/release
+LOADGEN=$BUILD/bench/loadgen
+PAYGUARD=$BUILD/payguard
+MOCKRAIL=$BUILD/mockrail
+OUT=bench/out
+SECRET=sk_test_bench
+PATH_REQ=/v1/balance
+CONNS=32
+IDLE_CONNS=1000
+
+if [ "$mode" = quick ]; then
+    ROUNDS=1; WARM=1; MEASURE=2; C1_WARM=0.5; C1_MEASURE=1.5; C1_ROUNDS=1; IDLE_HOLD=1
+elif [ "$mode" = profile ]; then
+    ROUNDS=0; WARM=2; MEASURE=10; C1_ROUNDS=0; IDLE_HOLD=0
+else
+    ROUNDS=5; WARM=2; MEASURE=5; C1_WARM=1; C1_MEASURE=3; C1_ROUNDS=3; IDLE_HOLD=3
+fi
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+for b in "$LOADGEN" "$PAYGUARD" "$MOCKRAIL"; do
+    [ -x "$b" ] || die "$b is missing; run \`make bench\` (it builds the release tree first)"
+done
+
+if ! command -v nginx >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing nginx-light (the reference reverse proxy)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null \
+            || die "apt-get install nginx-light failed"
+    else
+        die "nginx is missing; install it with: sudo apt-get install -y nginx-light"
+    fi
+fi
+NGINX=$(command -v nginx)
+
+# 1,000 connections need as many descriptors in loadgen and in payguard.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE_CONNS + 200)) ] \
+    || say "ulimit -n is $(ulimit -n): the $IDLE_CONNS-connection memory test may fail"
+
+mkdir -p "$OUT"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/payguard-bench.XXXXXX")
+PIDS=()
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]+"${PIDS[@]}"}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    if [ "$rc" = 0 ]; then
+        rm -rf "$TMP"
+    else
+        say "failed; logs kept in $TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Waits up to $2 seconds for a line matching regex $1 in file $3, while pid $4 lives.
+wait_for_line() {
+    local re=$1 secs=$2 file=$3 pid=$4 i
+    for i in $(seq $((secs * 20))); do
+        if grep -qE "$re" "$file" 2>/dev/null; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+# Field $2 of the flat JSON object $1 (numbers only).
+jnum() { sed -n "s/.*\"$2\":\([-0-9.]*\).*/\1/p" <<<"$1"; }
+
+# Median of numbers given as arguments.
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR==0) print ""; else if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'
+}
+
+kb() { awk -v k="$1" '/^'"$1"':/ {print $2}' "/proc/$2/status"; }
+
+# --- mock rail -----------------------------------------------------------------
+"$MOCKRAIL" --listen 127.0.0.1:0 --secret "$SECRET" --quiet >"$TMP/mockrail.out" 2>"$TMP/mockrail.err" &
+PIDS+=($!); MOCK_PID=$!
+wait_for_line '^mockrail listening on ' 5 "$TMP/mockrail.out" "$MOCK_PID" \
+    || die "mockrail did not start: $(cat "$TMP/mockrail.err")"
+MOCK_ADDR=$(sed -n 's/^mockrail listening on \([0-9.]*:[0-9]*\).*/\1/p' "$TMP/mockrail.out" | head -1)
+MOCK_PORT=${MOCK_ADDR##*:}
+
+# --- nginx: a plain reverse proxy to the mock rail -------------------------------
+# Fair to payguard: one worker (payguard is one loop thread), upstream keep-alive,
+# and an unbuffered access log to a file, one write per request, as payguard's
+# line-buffered log_file. "auto" (one worker per core) is measured too.
+start_nginx() {
+    local name=$1 workers=$2 port tries dir pid
+    dir="$TMP/nginx-$name"
+    mkdir -p "$dir/tmp"
+    for tries in 1 2 3 4 5 6 7 8; do
+        port=$((20000 + RANDOM % 12000))
+        cat >"$dir/nginx.conf" <<EOF
+worker_processes $workers;
+daemon off;
+master_process on;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 8192; }
+http {
+    log_format bench '{"time":"\$time_iso8601","method":"\$request_method","path":"\$uri",'
+                     '"status":\$status,"bytes_in":\$request_length,"bytes_out":\$bytes_sent,'
+                     '"latency_us":"\$request_time","upstream_us":"\$upstream_response_time"}';
+    access_log $dir/access.log bench;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    upstream rail {
+        server 127.0.0.1:$MOCK_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://rail;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+        "$NGINX" -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" >"$dir/stdout" 2>&1 &
+        pid=$!
+        for _ in $(seq 40); do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+                PIDS+=("$pid")
+                eval "NGINX_${name}_PORT=$port NGINX_${name}_PID=$pid"
+                return 0
+            fi
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        grep -q 'Address already in use' "$dir/error.log" "$dir/stdout" 2>/dev/null \
+            || die "nginx ($name) did not start: $(tail -3 "$dir/error.log" "$dir/stdout" 2>/dev/null)"
+    done
+    die "nginx ($name): no free port found"
+}
+
+# --- payguard ----------------------------------------------------------------------
+"$PAYGUARD" token new --agent bench >"$TMP/token.out" 2>&1 || die "payguard token new failed: $(cat "$TMP/token.out")"
+AGENT_TOKEN=$(sed -n 's/^token: \(pgt_[^ ]*\)$/\1/p' "$TMP/token.out")
+AGENT_HASH=$(sed -n 's/^ *token: "\(.*\)"$/\1/p' "$TMP/token.out")
+[ -n "$AGENT_TOKEN" ] && [ -n "$AGENT_HASH" ] || die "could not read the token from payguard token new"
+cat >"$TMP/payguard.yaml" <<EOF
+listen:
+  agents: 127.0.0.1:0
+  admin: 127.0.0.1:0
+data_dir: $TMP/data
+log_file: $TMP/payguard.log
+rails:
+  stripe:
+    preset: stripe
+    upstream: http://127.0.0.1:$MOCK_PORT
+    secret: env:BENCH_STRIPE_SECRET
+    allow_http: true
+    pool_size: 64
+orgs:
+  bench:
+    timezone: UTC
+agents:
+  - id: bench
+    org: bench
+    token: "$AGENT_HASH"
+    rails: [stripe]
+EOF
+mkdir -p "$TMP/data"
+BENCH_STRIPE_SECRET=$SECRET "$PAYGUARD" run -c "$TMP/payguard.yaml" >"$TMP/payguard.out" 2>"$TMP/payguard.err" &
+PIDS+=($!); PG_PID=$!
+wait_for_line '"msg":"listening","listener":"agents"' 5 "$TMP/payguard.log" "$PG_PID" \
+    || die "payguard did not start: $(tail -5 "$TMP/payguard.err" "$TMP/payguard.log" 2>/dev/null)"
+PG_ADDR=$(grep -m1 '"listener":"agents"' "$TMP/payguard.log" | sed -n 's/.*"addr":"\([^"]*\)".*/\1/p')
+sleep 0.3
+PG_RSS_START=$(kb VmRSS "$PG_PID")
+
+# --- targets -----------------------------------------------------------------------
+TARGETS=(direct nginx1 nginx_auto payguard)
+declare -A ADDR AUTH LABEL
+ADDR[direct]=$MOCK_ADDR
+AUTH[direct]="Bearer $SECRET"
+LABEL[direct]="direct (mockrail)"
+ADDR[payguard]=$PG_ADDR
+AUTH[payguard]="Bearer $AGENT_TOKEN"
+LABEL[payguard]="payguard"
+if [ "$mode" = profile ]; then
+    TARGETS=(payguard)
+else
+    start_nginx w1 1
+    ADDR[nginx1]=127.0.0.1:$NGINX_w1_PORT
+    AUTH[nginx1]="Bearer $SECRET"
+    LABEL[nginx1]="nginx, 1 worker"
+    if [ "$mode" = full ]; then
+        start_nginx auto auto
+        ADDR[nginx_auto]=127.0.0.1:$NGINX_auto_PORT
+        AUTH[nginx_auto]="Bearer $SECRET"
+        LABEL[nginx_auto]="nginx, auto ($(nproc) workers)"
+    else
+        TARGETS=(direct nginx1 payguard)
+    fi
+fi
+
+# loadgen TARGET CONNS WARM MEASURE -> JSON line; fails loudly.
+loadgen() {
+    local t=$1 out
+    if ! out=$("$LOADGEN" -q -c "$2" -w "$3" -d "$4" -p "$PATH_REQ" \
+               -H "Authorization: ${AUTH[$t]}" "${ADDR[$t]}" 2>"$TMP/loadgen.err"); then
+        die "loadgen against $t (${ADDR[$t]}) failed: $(cat "$TMP/loadgen.err")"
+    fi
+    if [ "$(jnum "$out" non2xx)" != 0 ] || [ "$(jnum "$out" errors)" != 0 ]; then
+        say "warning: $t answered non-2xx or failed: $out"
+    fi
+    printf '%s\n' "$out"
+}
+
+# One short check per target: a 2xx, or stop before wasting minutes.
+for t in "${TARGETS[@]}"; do
+    r=$(loadgen "$t" 1 0 0.2)
+    [ "$(jnum "$r" ok)" -gt 0 ] && [ "$(jnum "$r" non2xx)" = 0 ] \
+        || die "$t does not answer GET $PATH_REQ with 2xx: $r"
+done
+
+CSV=$OUT/results.csv
+echo "mode,scenario,round,target,connections,requests,rps,p50_us,p90_us,p99_us,p999_us,max_us,ok,non2xx,errors" >"$CSV"
+csv_row() { # scenario round target json
+    local j=$4
+    echo "$mode,$1,$2,$3,$(jnum "$j" connections),$(jnum "$j" requests),$(jnum "$j" rps),$(jnum "$j" p50_us),$(jnum "$j" p90_us),$(jnum "$j" p99_us),$(jnum "$j" p999_us),$(jnum "$j" max_us),$(jnum "$j" ok),$(jnum "$j" non2xx),$(jnum "$j" errors)" >>"$CSV"
+}
+
+# --- profile mode: payguard alone under the c=32 load, perf attached ------------------
+if [ "$mode" = profile ]; then
+    command -v perf >/dev/null || die "perf is missing (apt-get install linux-perf)"
+    loadgen payguard "$CONNS" 1 1 >/dev/null
+    perf record -F 999 -g -o "$TMP/perf.data" -p "$PG_PID" -- sleep $((MEASURE + 1)) >/dev/null 2>"$TMP/perf.err" &
+    PERF_PID=$!
+    r=$(loadgen payguard "$CONNS" 0.5 "$MEASURE")
+    wait "$PERF_PID" || die "perf record failed: $(cat "$TMP/perf.err")"
+    {
+        echo "# payguard under GET $PATH_REQ, $CONNS connections: $r"
+        echo "# perf report --no-children (self time)"
+        perf report -i "$TMP/perf.data" --no-children --stdio --percent-limit 0.5 -g none 2>/dev/null
+        echo
+        echo "# perf report --children (time including callees)"
+        perf report -i "$TMP/perf.data" --children --stdio --percent-limit 2 -g none 2>/dev/null
+    } >"$OUT/profile.txt"
+    cp "$TMP/perf.data" "$OUT/perf.data"
+    say "profile: $OUT/profile.txt (raw: $OUT/perf.data); load: $r"
+    exit 0
+fi
+
+START_TS=$(date +%s)
+
+# --- memory: payguard (and nginx, for scale) with 1,000 idle keep-alive connections ---
+# Each connection sends one request, so its keep-alive state exists, then idles.
+idle_rss() { # target pid -> "rss_kb hwm_kb"
+    local t=$1 pid=$2 lg rss
+    "$LOADGEN" --idle -c "$IDLE_CONNS" -d "$IDLE_HOLD" --connect-timeout 20 -p "$PATH_REQ" \
+        -H "Authorization: ${AUTH[$t]}" "${ADDR[$t]}" >"$TMP/idle-$t.out" 2>"$TMP/idle-$t.err" &
+    lg=$!
+    wait_for_line '^loadgen: holding ' 25 "$TMP/idle-$t.err" "$lg" \
+        || die "$t: $IDLE_CONNS idle connections failed: $(cat "$TMP/idle-$t.err")"
+    sleep 0.2
+    rss=$(kb VmRSS "$pid")
+    wait "$lg" || die "$t: idle run failed: $(cat "$TMP/idle-$t.err")"
+    echo "$rss $(kb VmHWM "$pid")"
+}
+say "memory: $IDLE_CONNS idle keep-alive connections"
+read -r PG_RSS_IDLE PG_HWM_IDLE < <(idle_rss payguard "$PG_PID")
+NGX_WORKER=$(cat "/proc/$NGINX_w1_PID/task/$NGINX_w1_PID/children" | awk '{print $1}')
+NGX_RSS_START=$(kb VmRSS "$NGX_WORKER")
+read -r NGX_RSS_IDLE NGX_HWM_IDLE < <(idle_rss nginx1 "$NGX_WORKER")
+
+# --- throughput: c=32, targets in alternation A B C D A B C D ... ---------------------
+declare -A RPS P50 P99 P90 P999 C1P50 C1P99
+for t in "${TARGETS[@]}"; do RPS[$t]=""; P50[$t]=""; P90[$t]=""; P99[$t]=""; P999[$t]=""; C1P50[$t]=""; C1P99[$t]=""; done
+for round in $(seq "$ROUNDS"); do
+    for t in "${TARGETS[@]}"; do
+        r=$(loadgen "$t" "$CONNS" "$WARM" "$MEASURE")
+        csv_row "c$CONNS" "$round" "$t" "$r"
+        RPS[$t]+=" $(jnum "$r" rps)"; P50[$t]+=" $(jnum "$r" p50_us)"; P90[$t]+=" $(jnum "$r" p90_us)"
+        P99[$t]+=" $(jnum "$r" p99_us)"; P999[$t]+=" $(jnum "$r" p999_us)"
+        say "c=$CONNS round $round/$ROUNDS $t: $(jnum "$r" rps) req/s, p50 $(jnum "$r" p50_us) us, p99 $(jnum "$r" p99_us) us"
+    done
+done
+
+# --- latency: one connection, the cost a single agent sees -----------------------------
+C1_TARGETS=(direct nginx1 payguard)
+for round in $(seq "$C1_ROUNDS"); do
+    for t in "${C1_TARGETS[@]}"; do
+        r=$(loadgen "$t" 1 "$C1_WARM" "$C1_MEASURE")
+        csv_row c1 "$round" "$t" "$r"
+        C1P50[$t]+=" $(jnum "$r" p50_us)"; C1P99[$t]+=" $(jnum "$r" p99_us)"
+        say "c=1 round $round/$C1_ROUNDS $t: p50 $(jnum "$r" p50_us) us, p99 $(jnum "$r" p99_us) us"
+    done
+done
+
+PG_RSS_END=$(kb VmRSS "$PG_PID")
+PG_HWM_END=$(kb VmHWM "$PG_PID")
+ELAPSED=$(( $(date +%s) - START_TS ))
+
+declare -A M_RPS M_P50 M_P90 M_P99 M_P999 M_C1P50 M_C1P99
+for t in "${TARGETS[@]}"; do
+    # shellcheck disable=SC2086
+    { M_RPS[$t]=$(median ${RPS[$t]}); M_P50[$t]=$(median ${P50[$t]}); M_P90[$t]=$(median ${P90[$t]})
+      M_P99[$t]=$(median ${P99[$t]}); M_P999[$t]=$(median ${P999[$t]}); }
+    echo "$mode,c$CONNS,median,$t,$CONNS,,${M_RPS[$t]},${M_P50[$t]},${M_P90[$t]},${M_P99[$t]},${M_P999[$t]},,,," >>"$CSV"
+done
+for t in "${C1_TARGETS[@]}"; do
+    # shellcheck disable=SC2086
+    { M_C1P50[$t]=$(median ${C1P50[$t]}); M_C1P99[$t]=$(median ${C1P99[$t]}); }
+    echo "$mode,c1,median,$t,1,,,${M_C1P50[$t]},,${M_C1P99[$t]},,,,," >>"$CSV"
+done
+{
+    echo "$mode,memory,,payguard,0,,,,,,,,,,rss_start_kb=$PG_RSS_START"
+    echo "$mode,memory,,payguard,$IDLE_CONNS,,,,,,,,,,rss_held_kb=$PG_RSS_IDLE;hwm_kb=$PG_HWM_IDLE"
+    echo "$mode,memory,,nginx1_worker,$IDLE_CONNS,,,,,,,,,,rss_start_kb=$NGX_RSS_START;rss_held_kb=$NGX_RSS_IDLE;hwm_kb=$NGX_HWM_IDLE"
+} >>"$CSV"
+
+# --- report ---------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+diffus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f", a - b }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+perconn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f KiB", (a - b) / n }'; }
+
+TABLE=$(
+    echo "| target | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    for t in "${TARGETS[@]}"; do
+        printf '| %s | %.0f | %s | %s | %s | %s |\n' "${LABEL[$t]}" "${M_RPS[$t]}" "${M_P50[$t]}" \
+            "${M_P90[$t]}" "${M_P99[$t]}" "${M_P999[$t]}"
+    done
+)
+RATIOS=$(
+    echo "| ratio | req/s | p50 | p99 |"
+    echo "| --- | ---: | ---: | ---: |"
+    echo "| payguard / nginx (1 worker) | $(ratio "${M_RPS[payguard]}" "${M_RPS[nginx1]}") | $(ratio "${M_P50[payguard]}" "${M_P50[nginx1]}") | $(ratio "${M_P99[payguard]}" "${M_P99[nginx1]}") |"
+    if [ -n "${M_RPS[nginx_auto]:-}" ]; then
+        echo "| payguard / nginx (auto) | $(ratio "${M_RPS[payguard]}" "${M_RPS[nginx_auto]}") | $(ratio "${M_P50[payguard]}" "${M_P50[nginx_auto]}") | $(ratio "${M_P99[payguard]}" "${M_P99[nginx_auto]}") |"
+    fi
+    echo "| payguard / direct | $(ratio "${M_RPS[payguard]}" "${M_RPS[direct]}") | $(ratio "${M_P50[payguard]}" "${M_P50[direct]}") | $(ratio "${M_P99[payguard]}" "${M_P99[direct]}") |"
+)
+C1TABLE=$(
+    echo "| target | p50 µs | p99 µs | added p50 vs direct |"
+    echo "| --- | ---: | ---: | ---: |"
+    for t in "${C1_TARGETS[@]}"; do
+        printf '| %s | %s | %s | %s |\n' "${LABEL[$t]}" "${M_C1P50[$t]}" "${M_C1P99[$t]}" \
+            "$( [ "$t" = direct ] && echo — || echo "$(diffus "${M_C1P50[$t]}" "${M_C1P50[direct]}") µs")"
+    done
+)
+MEMTABLE=$(
+    echo "| process | after start | $IDLE_CONNS idle connections held (VmRSS) | peak (VmHWM) | per connection |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    echo "| payguard | $(mib "$PG_RSS_START") | $(mib "$PG_RSS_IDLE") | $(mib "$PG_HWM_IDLE") | $(perconn "$PG_RSS_IDLE" "$PG_RSS_START" "$IDLE_CONNS") |"
+    echo "| nginx worker (1 worker) | $(mib "$NGX_RSS_START") | $(mib "$NGX_RSS_IDLE") | $(mib "$NGX_HWM_IDLE") | $(perconn "$NGX_RSS_IDLE" "$NGX_RSS_START" "$IDLE_CONNS") |"
+)
+
+CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (working tree had uncommitted changes)" || true)
+if [ "$mode" = quick ]; then REPORT=$OUT/RESULTS.quick.md; else REPORT=bench/RESULTS.md; fi
+
+cat >"$REPORT" <<EOF
+# payguard benchmark results
+
+$( [ "$mode" = quick ] && echo "**Quick run** (\`make bench-quick\`: one short round; indicative only). The committed figures come from \`make bench\`." )
+
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
+- Commit: \`$COMMIT\`$DIRTY
+- Machine: $(nproc) CPUs, $CPU, Linux $(uname -r)
+- nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
+- Load: \`bench/loadgen\`, \`GET $PATH_REQ\`, closed loop (each connection sends its next
+  request when the previous answer is complete), latency from write to full response.
+- Runs: $ROUNDS round(s) of ${WARM} s warm-up + ${MEASURE} s measured per target, targets in
+  alternation (${TARGETS[*]}, repeated); figures are the median of the rounds.
+  Per-run figures: \`bench/out/results.csv\`.
+- Everything runs on 127.0.0.1 on the same $(nproc) CPUs: the load generator (one thread), the
+  mock rail (one thread) and the proxy under test share them, so absolute figures are
+  bounded by this box; compare the rows with each other, not with other machines.
+- Logging is on for both proxies, one \`write()\` per request to a file: payguard's
+  \`log_file\` (line-buffered JSON) and an nginx \`access_log\` without buffer in a
+  similar JSON format.
+- nginx: plain reverse proxy (\`proxy_pass\`, upstream \`keepalive 64\`,
+  \`proxy_http_version 1.1\`, \`keepalive_requests 1000000\`). "1 worker" is the fair
+  comparison (payguard serves from one loop thread); "auto" is one worker per CPU.
+- payguard: one agent, rail \`stripe\` → the mock rail over plain HTTP (\`allow_http\`),
+  no policy (rail checks only), agent token in \`Authorization: Bearer\`; the rail's key
+  injected by payguard. Direct and nginx requests carry the rail key themselves.
+
+## Throughput and latency, $CONNS keep-alive connections
+
+$TABLE
+
+$RATIOS
+
+## Latency with one connection
+
+$C1TABLE
+
+## payguard memory
+
+$MEMTABLE
+
+"After start" is VmRSS once listening, before any request. Then $IDLE_CONNS keep-alive
+connections each send one \`GET $PATH_REQ\` and stay open, idle; VmRSS is read while they
+are held and VmHWM (peak) after they close. After all the load runs above payguard's
+VmRSS was $(mib "$PG_RSS_END"), VmHWM $(mib "$PG_HWM_END").
+
+Measurements took ${ELAPSED} s.
+
+## Reproduce
+
+\`\`\`
+make bench          # release build, then bench/run.sh: writes this file and bench/out/results.csv
+make bench-quick    # one short round, writes bench/out/RESULTS.quick.md
+bench/run.sh --profile   # payguard alone under load with perf record -g: bench/out/profile.txt
+\`\`\`
+EOF
+
+echo
+echo "== GET $PATH_REQ, $CONNS connections (median of $ROUNDS)"
+echo "$TABLE"
+echo
+echo "$RATIOS"
+echo
+echo "== one connection"
+echo "$C1TABLE"
+echo
+echo "== memory"
+echo "$MEMTABLE"
+echo
+say "wrote $REPORT and $CSV (${ELAPSED} s of measurements)"
