@@ -136,6 +136,52 @@ static void set_defaults(struct cfg_loader *ld, struct pg_config *cfg)
     cfg->limits.auth_failures = 20;
 }
 
+/* The schema nests five levels at most. libyaml's scanner slows down
+ * quadratically with flow nesting ("[[[[..."), so a pass over the events
+ * refuses absurd depth before the tree is built. Syntax errors are left to
+ * the real load, which reports them. */
+#define CFG_MAX_DEPTH 32
+
+static bool depth_ok(struct cfg_loader *ld, const char *buf, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int depth = 0;
+    bool ok = true, done = false;
+
+    if (!yaml_parser_initialize(&parser)) {
+        ld->nomem = true;
+        return false;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)buf, len);
+    while (!done && yaml_parser_parse(&parser, &ev)) {
+        switch (ev.type) {
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            if (++depth > CFG_MAX_DEPTH) {
+                cfg_report_at(ld, ev.start_mark.line + 1, ev.start_mark.column + 1,
+                              "nested more than %d levels deep; payguard.yaml never "
+                              "needs that many", CFG_MAX_DEPTH);
+                ok = false;
+                done = true;
+            }
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    return ok;
+}
+
 /* Parses the one document in buf and walks it. A second document ("---")
  * would be silently ignored by a single load, so it is an error. */
 static void parse_and_walk(struct cfg_loader *ld, const char *buf, size_t len)
@@ -143,6 +189,8 @@ static void parse_and_walk(struct cfg_loader *ld, const char *buf, size_t len)
     yaml_parser_t parser;
     yaml_document_t doc, extra;
 
+    if (!depth_ok(ld, buf, len))
+        return;
     if (!yaml_parser_initialize(&parser)) {
         ld->nomem = true;
         return;

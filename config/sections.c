@@ -312,9 +312,9 @@ static void load_listen(struct cfg_loader *ld, const yaml_node_t *n)
 /* name, smallest, largest. The bounds keep a typo (an extra zero, a missing
  * one) from starving or exhausting the process. */
 #define LIMIT_KEYS(X)                                                          \
-    X(header_bytes, 1024, 1048576)                                             \
-    X(max_headers, 8, 10000)                                                   \
-    X(body_bytes, 1024, 1073741824)                                            \
+    X(header_bytes, 256, 1048576)                                              \
+    X(max_headers, 1, 10000)                                                   \
+    X(body_bytes, 1, 1073741824)                                               \
     X(header_timeout_ms, 100, 3600000)                                         \
     X(body_timeout_ms, 100, 3600000)                                           \
     X(idle_timeout_ms, 100, 86400000)                                          \

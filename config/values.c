@@ -469,19 +469,28 @@ static bool is_leap(int y)
     return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 }
 
-/* RFC 3339 in UTC, whole seconds: "2027-01-01T00:00:00Z". */
+/* RFC 3339 in UTC: "2027-01-01T00:00:00Z". A fraction of a second (as
+ * JavaScript's toISOString writes) is allowed and dropped. */
 const char *cfg_timestamp_check(const char *s, time_t *out)
 {
     static const int mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
     const char *hint = "must be a UTC timestamp like 2027-01-01T00:00:00Z";
+    size_t i = 0;
 
-    if (strlen(s) != sizeof shape - 1)
-        return hint;
-    for (size_t i = 0; shape[i]; i++) {
+    for (; shape[i]; i++) {
         if (shape[i] == 'd' ? !is_digit(s[i]) : s[i] != shape[i])
             return hint;
     }
+    if (s[i] == '.') {
+        size_t digits = 0;
+        for (i++; is_digit(s[i]); i++)
+            digits++;
+        if (digits == 0 || digits > 9)
+            return hint;
+    }
+    if (s[i] != 'Z' || s[i + 1])
+        return hint;
 #define NUM2(i) ((s[i] - '0') * 10 + (s[(i) + 1] - '0'))
     int year = NUM2(0) * 100 + NUM2(2), mon = NUM2(5), day = NUM2(8);
     int hour = NUM2(11), min = NUM2(14), sec = NUM2(17);

@@ -906,6 +906,34 @@ static void yaml_syntax_errors_carry_the_parser_position(void **state)
                   "payguard.yaml:5:1: a second YAML document; payguard.yaml holds exactly one");
     EXPECT_ERRORS("data_dir: \"a\\0b\"\n" MINIMAL,
                   "payguard.yaml:1:11: data_dir: must not contain a NUL character");
+
+    /* Absurd nesting is refused before libyaml builds the tree (its scanner
+     * is quadratic in flow depth). The root mapping is level 1. */
+    char deep[7 + 2 * 2000 + 2];
+    memcpy(deep, "rails: ", 7);
+    memset(deep + 7, '[', 2000);
+    memset(deep + 7 + 2000, ']', 2000);
+    memcpy(deep + 7 + 4000, "\n", 2);
+    EXPECT_ERRORS(deep, "payguard.yaml:1:39: nested more than 32 levels deep; "
+                        "payguard.yaml never needs that many");
+}
+
+static void top_level_scalars(void **state)
+{
+    (void)state;
+    struct pg_config *cfg = load_ok("log_file: /var/log/payguard.log\n"
+                                    "master_key_env: _PG_KEY2\n" MINIMAL,
+                                    true);
+    assert_string_equal(cfg->log_file, "/var/log/payguard.log");
+    assert_string_equal(cfg->master_key_env, "_PG_KEY2");
+    pg_config_free(cfg);
+    EXPECT_ERRORS("master_key_env: PG-KEY\n"
+                  "data_dir: [a]\n"
+                  "log_file: ''\n" MINIMAL,
+                  "payguard.yaml:1:17: master_key_env: \"PG-KEY\" environment variable name "
+                  "may only contain letters, digits and '_'",
+                  "payguard.yaml:2:11: data_dir: expected a string, got a list",
+                  "payguard.yaml:3:11: log_file: must not be empty");
 }
 
 /* ---- a whole broken file ------------------------------------------------- */
@@ -1216,7 +1244,7 @@ static void agents_are_checked(void **state)
                                     "    org: acme\n"
                                     "    token: \"" HASH "\"\n"
                                     "    rails: [stripe]\n"
-                                    "    expires: \"2028-02-29T12:34:56Z\"\n",
+                                    "    expires: \"2028-02-29T12:34:56.789Z\"\n",
                                     true);
     const struct pg_agent *a = pg_config_agent(cfg, PG_SLICE("bot-1.a_b"));
     assert_non_null(a);
@@ -1241,7 +1269,17 @@ static void agents_are_checked(void **state)
                   "    rails: stripe\n"
                   "    expires: 2027-02-29T00:00:00Z\n"
                   "    revoked: 1\n"
-                  "    role: admin\n",
+                  "    role: admin\n"
+                  "  - id: b\n"
+                  "    org: acme\n"
+                  "    token: \"" HASH "\"\n"
+                  "    rails: [stripe]\n"
+                  "    expires: 2027-01-01T00:00:00.Z\n"
+                  "  - id: c\n"
+                  "    org: acme\n"
+                  "    token: \"" HASH "\"\n"
+                  "    rails: [stripe]\n"
+                  "    expires: 2027-01-01 00:00:00\n",
                   "payguard.yaml:7:9: agents[0].id: \"has space\" may only contain letters, "
                   "digits, '_', '-' and '.'",
                   "payguard.yaml:10:12: agents[0].rails: expected a list (e.g. [a, b] or lines "
@@ -1249,7 +1287,11 @@ static void agents_are_checked(void **state)
                   "payguard.yaml:11:14: agents[0].expires: \"2027-02-29T00:00:00Z\" is not a "
                   "valid date (that month is shorter)",
                   "payguard.yaml:12:14: agents[0].revoked: expected true or false, got \"1\"",
-                  "payguard.yaml:13:5: unknown key \"role\" in agents[0]");
+                  "payguard.yaml:13:5: unknown key \"role\" in agents[0]",
+                  "payguard.yaml:18:14: agents[1].expires: \"2027-01-01T00:00:00.Z\" must be a "
+                  "UTC timestamp like 2027-01-01T00:00:00Z",
+                  "payguard.yaml:23:14: agents[2].expires: \"2027-01-01 00:00:00\" must be a "
+                  "UTC timestamp like 2027-01-01T00:00:00Z");
 }
 
 static void webhooks_are_checked(void **state)
@@ -1298,8 +1340,8 @@ static void limits_have_bounds(void **state)
                   "  body_bytes: 99999999999\n"
                   "  max_connections: -1\n"
                   "  auth_failures: 0x10\n",
-                  "payguard.yaml:6:17: limits.header_bytes: must be between 1024 and 1048576, got 100",
-                  "payguard.yaml:7:15: limits.body_bytes: must be between 1024 and 1073741824, "
+                  "payguard.yaml:6:17: limits.header_bytes: must be between 256 and 1048576, got 100",
+                  "payguard.yaml:7:15: limits.body_bytes: must be between 1 and 1073741824, "
                   "got 99999999999",
                   "payguard.yaml:8:20: limits.max_connections: expected a whole number, got \"-1\"",
                   "payguard.yaml:9:18: limits.auth_failures: expected a whole number, got \"0x10\"");
@@ -1389,6 +1431,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(upstream_urls_split_into_host_and_port),
         cmocka_unit_test(upstream_urls_refused),
         cmocka_unit_test(yaml_syntax_errors_carry_the_parser_position),
+        cmocka_unit_test(top_level_scalars),
         cmocka_unit_test(every_problem_in_a_file_is_reported_in_order),
         cmocka_unit_test(minimal_fixture_loads),
         cmocka_unit_test(unreadable_files_are_reported),
