@@ -69,8 +69,7 @@ static int read_file(struct cfg_loader *ld, char **buf, size_t *len)
 
 /* The reader reports a byte offset (bad UTF-8 has no sensible column);
  * count lines up to it. */
-static void offset_to_pos(const char *buf, size_t len, size_t off, size_t *line,
-                          size_t *col)
+static void offset_to_pos(const char *buf, size_t len, size_t off, size_t *line, size_t *col)
 {
     *line = 1;
     *col = 1;
@@ -84,8 +83,8 @@ static void offset_to_pos(const char *buf, size_t len, size_t off, size_t *line,
     }
 }
 
-static void report_parser(struct cfg_loader *ld, const yaml_parser_t *p,
-                          const char *buf, size_t len)
+static void report_parser(struct cfg_loader *ld, const yaml_parser_t *p, const char *buf,
+                          size_t len)
 {
     size_t line, col;
     const char *problem = p->problem ? p->problem : "cannot parse";
@@ -98,8 +97,7 @@ static void report_parser(struct cfg_loader *ld, const yaml_parser_t *p,
     }
     if (p->error == YAML_READER_ERROR) {
         offset_to_pos(buf, len, p->problem_offset, &line, &col);
-        cfg_report_at(ld, line, col, "invalid YAML: %s (the file must be UTF-8 text)",
-                      problem);
+        cfg_report_at(ld, line, col, "invalid YAML: %s (the file must be UTF-8 text)", problem);
         return;
     }
     line = p->problem_mark.line + 1;
@@ -118,11 +116,9 @@ static void set_defaults(struct cfg_loader *ld, struct pg_config *cfg)
 {
     cfg->path = cfg_dup(ld, ld->file);
     cfg->listen_agents.text = cfg_dup(ld, "127.0.0.1:8402");
-    (void)cfg_addr_check("127.0.0.1:8402", &cfg->listen_agents.sa,
-                         &cfg->listen_agents.salen);
+    (void)cfg_addr_check("127.0.0.1:8402", &cfg->listen_agents.sa, &cfg->listen_agents.salen);
     cfg->listen_admin.text = cfg_dup(ld, "127.0.0.1:8403");
-    (void)cfg_addr_check("127.0.0.1:8403", &cfg->listen_admin.sa,
-                         &cfg->listen_admin.salen);
+    (void)cfg_addr_check("127.0.0.1:8403", &cfg->listen_admin.sa, &cfg->listen_admin.salen);
     cfg->data_dir = cfg_dup(ld, "./var/payguard");
     cfg->master_key_env = cfg_dup(ld, "PAYGUARD_MASTER_KEY");
     cfg->limits.header_bytes = 32768;
@@ -161,7 +157,8 @@ static bool depth_ok(struct cfg_loader *ld, const char *buf, size_t len)
             if (++depth > CFG_MAX_DEPTH) {
                 cfg_report_at(ld, ev.start_mark.line + 1, ev.start_mark.column + 1,
                               "nested more than %d levels deep; payguard.yaml never "
-                              "needs that many", CFG_MAX_DEPTH);
+                              "needs that many",
+                              CFG_MAX_DEPTH);
                 ok = false;
                 done = true;
             }
@@ -392,8 +389,7 @@ const struct pg_org *pg_config_org(const struct pg_config *cfg, struct pg_slice 
     return NULL;
 }
 
-const struct pg_policy_spec *pg_config_policy(const struct pg_config *cfg,
-                                              struct pg_slice name)
+const struct pg_policy_spec *pg_config_policy(const struct pg_config *cfg, struct pg_slice name)
 {
     for (size_t i = 0; cfg && i < cfg->npolicies; i++)
         if (name_is(cfg->policies[i].name, name))

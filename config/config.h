@@ -32,7 +32,7 @@ enum pg_unmatched { PG_UNMATCHED_DENY, PG_UNMATCHED_PASS };
 
 struct pg_rail {
     char *name;                    /* key under rails: */
-    enum pg_rail_preset preset;
+    enum pg_rail_preset preset;    /* required unless the name is a preset's ("stripe:") */
     char *upstream;                /* as written */
     bool upstream_tls;             /* https:// (false only with allow_http) */
     char *upstream_host;           /* host for SNI, verification and Host: */

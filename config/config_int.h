@@ -23,31 +23,30 @@
 #define CFG_ECHO 80
 
 struct cfg_problem {
-    size_t line, col;              /* 1-based */
-    size_t seq;                    /* report order: keeps the sort stable */
-    char *msg;                     /* "file:line:col: message" */
+    size_t line, col; /* 1-based */
+    size_t seq;       /* report order: keeps the sort stable */
+    char *msg;        /* "file:line:col: message" */
 };
 
 /* One load in progress. Every problem goes through cfg_report*(); `nomem`
  * turns the whole load into PG_ENOMEM, since a half-built config is useless. */
 struct cfg_loader {
-    const char *file;              /* path as given, the prefix of every message */
+    const char *file; /* path as given, the prefix of every message */
     yaml_document_t *doc;
-    struct pg_config *cfg;         /* being filled */
-    bool resolve;                  /* resolve env: secrets now */
+    struct pg_config *cfg; /* being filled */
+    bool resolve;          /* resolve env: secrets now */
     bool nomem;
-    bool truncated;                /* problems past CFG_MAX_PROBLEMS dropped */
+    bool truncated; /* problems past CFG_MAX_PROBLEMS dropped */
     struct cfg_problem *probs;
     size_t nprobs, capprobs;
 };
 
 /* report.c ------------------------------------------------------------- */
 
-void cfg_report_at(struct cfg_loader *ld, size_t line, size_t col,
-                   const char *fmt, ...) CFG_PRINTF(4, 5);
+void cfg_report_at(struct cfg_loader *ld, size_t line, size_t col, const char *fmt, ...)
+    CFG_PRINTF(4, 5);
 /* At a node's start (libyaml marks are 0-based; messages are 1-based). */
-void cfg_report(struct cfg_loader *ld, const yaml_node_t *n,
-                const char *fmt, ...) CFG_PRINTF(3, 4);
+void cfg_report(struct cfg_loader *ld, const yaml_node_t *n, const char *fmt, ...) CFG_PRINTF(3, 4);
 /* Sorts the problems by position and moves them into errs (NULL: dropped). */
 void cfg_problems_finish(struct cfg_loader *ld, struct pg_config_errors *errs);
 void cfg_problems_discard(struct cfg_loader *ld);
@@ -56,39 +55,35 @@ void cfg_problems_discard(struct cfg_loader *ld);
  * when none is close enough to be a plausible typo. `first` points at the
  * first element's name pointer, `stride` is the element size: this serves
  * both `const char *names[]` and arrays of structs with a name field. */
-const char *cfg_suggest_in(const char *word, const void *first, size_t n,
-                           size_t stride);
-#define CFG_SUGGEST_NAMES(word, names, n)                                      \
-    cfg_suggest_in((word), (names), (n), sizeof(const char *))
-#define CFG_SUGGEST_FIELD(word, arr, n, field)                                 \
-    ((n) ? cfg_suggest_in((word), &(arr)[0].field, (n), sizeof((arr)[0]))     \
-         : NULL)
+const char *cfg_suggest_in(const char *word, const void *first, size_t n, size_t stride);
+#define CFG_SUGGEST_NAMES(word, names, n) cfg_suggest_in((word), (names), (n), sizeof(const char *))
+#define CFG_SUGGEST_FIELD(word, arr, n, field)                                                     \
+    ((n) ? cfg_suggest_in((word), &(arr)[0].field, (n), sizeof((arr)[0])) : NULL)
 
 /* values.c: pure syntax checks. Each returns NULL when `s` is fine, else a
  * phrase saying what is wrong, to follow "path: " in a message. -------- */
 
 /* "IP:port" / "[v6]:port" into *out (text not set). */
-const char *cfg_addr_check(const char *s, struct sockaddr_storage *sa,
-                           socklen_t *salen);
+const char *cfg_addr_check(const char *s, struct sockaddr_storage *sa, socklen_t *salen);
 
 struct cfg_url {
     bool tls;
-    const char *host;              /* into the checked string, no brackets */
+    const char *host; /* into the checked string, no brackets */
     size_t hostlen;
     bool ipv6;
-    uint16_t port;                 /* explicit or the scheme's default */
+    uint16_t port; /* explicit or the scheme's default */
     bool default_port;
-    const char *rest;              /* path, query, fragment: from the '/' on */
+    const char *rest; /* path, query, fragment: from the '/' on */
 };
 /* http(s)://host[:port][/...]; userinfo and fragments refused. */
 const char *cfg_url_check(const char *s, struct cfg_url *u);
 
-const char *cfg_name_check(const char *s);        /* rail, org, policy, agent */
-const char *cfg_env_name_check(const char *s);    /* [A-Za-z_][A-Za-z0-9_]* */
+const char *cfg_name_check(const char *s);     /* rail, org, policy, agent */
+const char *cfg_env_name_check(const char *s); /* [A-Za-z_][A-Za-z0-9_]* */
 const char *cfg_bcrypt_check(const char *s);
 const char *cfg_email_check(const char *s);
-const char *cfg_decimal_check(const char *s);     /* "500.00" */
-const char *cfg_currency_check(const char *s);    /* 3 ASCII letters */
+const char *cfg_decimal_check(const char *s);  /* "500.00" */
+const char *cfg_currency_check(const char *s); /* 3 ASCII letters */
 const char *cfg_glob_check(const char *s);
 const char *cfg_duration_check(const char *s, uint32_t *seconds);
 /* "HH:MM"; "24:00" only when allow_2400. */
@@ -96,10 +91,9 @@ const char *cfg_hhmm_check(const char *s, bool allow_2400, uint16_t *minutes);
 const char *cfg_days_check(const char *s, uint8_t *mask);
 const char *cfg_timestamp_check(const char *s, time_t *out);
 const char *cfg_timezone_check(const char *s);
-const char *cfg_sealed_check(const char *s);      /* "sealed:v1:<base64url>" */
+const char *cfg_sealed_check(const char *s); /* "sealed:v1:<base64url>" */
 
-enum cfg_secret_kind { CFG_SECRET_ENV, CFG_SECRET_SEALED, CFG_SECRET_PLAIN,
-                       CFG_SECRET_BAD };
+enum cfg_secret_kind { CFG_SECRET_ENV, CFG_SECRET_SEALED, CFG_SECRET_PLAIN, CFG_SECRET_BAD };
 /* Classifies a secret reference; *why is set for CFG_SECRET_BAD. */
 enum cfg_secret_kind cfg_secret_classify(const char *s, const char **why);
 
@@ -123,20 +117,17 @@ const char *cfg_path(char *buf, size_t size, const char *where, const char *key)
  * reported. A NULL or null `map` is an empty mapping. Returns false (after
  * reporting) when `map` is not a mapping at all. */
 bool cfg_fields(struct cfg_loader *ld, const yaml_node_t *map, const char *where,
-                const char *const *names, size_t n, yaml_node_t **vals,
-                yaml_node_t **keys);
+                const char *const *names, size_t n, yaml_node_t **vals, yaml_node_t **keys);
 /* True when vals[i] is set; otherwise reports the key as missing, at the key
  * when it is there with no value, else at `anchor` (the mapping or its key). */
-bool cfg_require(struct cfg_loader *ld, const yaml_node_t *anchor,
-                 yaml_node_t *const *vals, yaml_node_t *const *keys, size_t i,
-                 const char *const *names, const char *where);
+bool cfg_require(struct cfg_loader *ld, const yaml_node_t *anchor, yaml_node_t *const *vals,
+                 yaml_node_t *const *keys, size_t i, const char *const *names, const char *where);
 
 /* Checked scalars. Each reports and returns NULL/false on a bad value. */
 const char *cfg_str(struct cfg_loader *ld, const yaml_node_t *n, const char *path);
-bool cfg_u32(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
-             uint32_t lo, uint32_t hi, uint32_t *out);
-bool cfg_bool(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
-              bool *out);
+bool cfg_u32(struct cfg_loader *ld, const yaml_node_t *n, const char *path, uint32_t lo,
+             uint32_t hi, uint32_t *out);
+bool cfg_bool(struct cfg_loader *ld, const yaml_node_t *n, const char *path, bool *out);
 /* Index of the value in names[], or -1 after reporting. */
 int cfg_enum(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
              const char *const *names, size_t count);
@@ -147,19 +138,19 @@ char *cfg_dup(struct cfg_loader *ld, const char *s);
 void *cfg_calloc(struct cfg_loader *ld, size_t n, size_t size);
 
 /* Checks one list item's text; reports and returns false when bad. */
-typedef bool (*cfg_item_cb)(struct cfg_loader *ld, const yaml_node_t *item,
-                            const char *path, const char *s);
+typedef bool (*cfg_item_cb)(struct cfg_loader *ld, const yaml_node_t *item, const char *path,
+                            const char *s);
 /* A list of strings: each item checked by `check` (may be NULL), copied
  * (ASCII-lowercased when `lower`), and repeats reported. Returns false when
  * `n` is not a list. */
-bool cfg_str_list(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
-                  cfg_item_cb check, bool lower, char ***out, size_t *count);
+bool cfg_str_list(struct cfg_loader *ld, const yaml_node_t *n, const char *path, cfg_item_cb check,
+                  bool lower, char ***out, size_t *count);
 
 /* Reports every scalar in nodes[] whose text repeats an earlier one:
  * `duplicate <what> "<text>"<where> (first at line L, column C)`.
  * `nocase` folds ASCII case. nodes[] is reordered. */
-void cfg_report_dups(struct cfg_loader *ld, const yaml_node_t **nodes, size_t n,
-                     bool nocase, const char *what, const char *where);
+void cfg_report_dups(struct cfg_loader *ld, const yaml_node_t **nodes, size_t n, bool nocase,
+                     const char *what, const char *where);
 
 /* sections.c ---------------------------------------------------------- */
 

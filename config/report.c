@@ -13,8 +13,7 @@
 /* Past this many, a broken file is better fixed from the top than listed. */
 #define CFG_MAX_PROBLEMS 200
 
-static void add_problem(struct cfg_loader *ld, size_t line, size_t col,
-                        char *msg)
+static void add_problem(struct cfg_loader *ld, size_t line, size_t col, char *msg)
 {
     if (ld->nprobs == ld->capprobs) {
         size_t cap = ld->capprobs ? ld->capprobs * 2 : 16;
@@ -34,11 +33,10 @@ static void add_problem(struct cfg_loader *ld, size_t line, size_t col,
     ld->nprobs++;
 }
 
-static void vreport_at(struct cfg_loader *ld, size_t line, size_t col,
-                       const char *fmt, va_list ap) CFG_PRINTF(4, 0);
+static void vreport_at(struct cfg_loader *ld, size_t line, size_t col, const char *fmt, va_list ap)
+    CFG_PRINTF(4, 0);
 
-static void vreport_at(struct cfg_loader *ld, size_t line, size_t col,
-                       const char *fmt, va_list ap)
+static void vreport_at(struct cfg_loader *ld, size_t line, size_t col, const char *fmt, va_list ap)
 {
     char body[1024];
 
@@ -67,8 +65,7 @@ static void vreport_at(struct cfg_loader *ld, size_t line, size_t col,
     add_problem(ld, line, col, msg);
 }
 
-void cfg_report_at(struct cfg_loader *ld, size_t line, size_t col,
-                   const char *fmt, ...)
+void cfg_report_at(struct cfg_loader *ld, size_t line, size_t col, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -115,12 +112,11 @@ void cfg_problems_finish(struct cfg_loader *ld, struct pg_config_errors *errs)
     char **msgs = calloc(n, sizeof *msgs);
     char *last = NULL;
     if (ld->truncated) {
-        int len = snprintf(NULL, 0, "%s: too many problems (%d shown); fix these first",
-                           ld->file, CFG_MAX_PROBLEMS);
+        int len = snprintf(NULL, 0, "%s: too many problems (%d shown); fix these first", ld->file,
+                           CFG_MAX_PROBLEMS);
         last = len > 0 ? malloc((size_t)len + 1) : NULL;
         if (last)
-            snprintf(last, (size_t)len + 1,
-                     "%s: too many problems (%d shown); fix these first",
+            snprintf(last, (size_t)len + 1, "%s: too many problems (%d shown); fix these first",
                      ld->file, CFG_MAX_PROBLEMS);
     }
     if (!msgs || (ld->truncated && !last)) {
@@ -181,8 +177,7 @@ static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
     return prev[lb];
 }
 
-const char *cfg_suggest_in(const char *word, const void *first, size_t n,
-                           size_t stride)
+const char *cfg_suggest_in(const char *word, const void *first, size_t n, size_t stride)
 {
     size_t lw = strlen(word);
     const char *best = NULL;
@@ -191,8 +186,7 @@ const char *cfg_suggest_in(const char *word, const void *first, size_t n,
     if (lw == 0 || lw > SUGGEST_MAX)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        const char *c = *(const char *const *)(const void *)((const char *)first +
-                                                            i * stride);
+        const char *c = *(const char *const *)(const void *)((const char *)first + i * stride);
         if (!c)
             continue;
         size_t lc = strlen(c);

@@ -20,8 +20,7 @@
 #define P(key) cfg_path(path, sizeof path, where, (key))
 
 /* A checked string copied into the config; the node must be present. */
-static void set_str(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
-                    char **dst)
+static void set_str(struct cfg_loader *ld, const yaml_node_t *n, const char *path, char **dst)
 {
     const char *s = cfg_str(ld, n, path);
     if (s) {
@@ -41,8 +40,8 @@ static void lowercase(char *s)
 }
 
 /* Runs one of values.c's checks on a string node and reports its verdict. */
-static const char *checked(struct cfg_loader *ld, const yaml_node_t *n,
-                           const char *path, const char *(*check)(const char *))
+static const char *checked(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                           const char *(*check)(const char *))
 {
     const char *s = cfg_str(ld, n, path);
     if (!s)
@@ -57,7 +56,7 @@ static const char *checked(struct cfg_loader *ld, const yaml_node_t *n,
 
 /* The names defined in one section, for "(did you mean ...)" or, failing a
  * close one, the whole list: a reader fixes a reference faster seeing both. */
-static void name_hint(char *buf, size_t size, const char *word, const char *kind,
+static void name_hint(char *buf, size_t size, const char *word, const char *kinds,
                       const char *const *names, size_t n)
 {
     const char *s = n ? CFG_SUGGEST_NAMES(word, names, n) : NULL;
@@ -68,10 +67,10 @@ static void name_hint(char *buf, size_t size, const char *word, const char *kind
         return;
     }
     if (n == 0) {
-        snprintf(buf, size, " (no %ss are defined)", kind);
+        snprintf(buf, size, " (no %s are defined)", kinds);
         return;
     }
-    used = (size_t)snprintf(buf, size, " (defined %ss: ", kind);
+    used = (size_t)snprintf(buf, size, " (defined %s: ", kinds);
     for (size_t i = 0; i < n && used < size; i++) {
         int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", names[i]);
         if (w < 0)
@@ -85,15 +84,14 @@ static void name_hint(char *buf, size_t size, const char *word, const char *kind
 /* Looks a reference up among the first-member names of a config array and
  * reports it when absent. `first` is &arr[0].name, as for cfg_suggest_in. */
 static bool ref_exists(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
-                       const char *name, const char *kind, const void *first,
+                       const char *name, const char *kind, const char *kinds, const void *first,
                        size_t count, size_t stride)
 {
     const char **names = NULL;
     char hint[CFG_PATH_MAX];
 
     for (size_t i = 0; i < count; i++) {
-        const char *c = *(const char *const *)(const void *)((const char *)first +
-                                                            i * stride);
+        const char *c = *(const char *const *)(const void *)((const char *)first + i * stride);
         if (c && strcmp(c, name) == 0)
             return true;
     }
@@ -102,33 +100,31 @@ static bool ref_exists(struct cfg_loader *ld, const yaml_node_t *n, const char *
         if (!names)
             return false;
         for (size_t i = 0; i < count; i++)
-            names[i] = *(const char *const *)(const void *)((const char *)first +
-                                                           i * stride);
+            names[i] = *(const char *const *)(const void *)((const char *)first + i * stride);
     }
-    name_hint(hint, sizeof hint, name, kind, names, count);
+    name_hint(hint, sizeof hint, name, kinds, names, count);
     free(names);
     cfg_report(ld, n, "%s: unknown %s \"%.*s\"%s", path, kind, CFG_ECHO, name, hint);
     return false;
 }
 
-#define REF_EXISTS(ld, n, path, word, kind, arr, count)                        \
-    ((count) ? ref_exists((ld), (n), (path), (word), (kind), &(arr)[0].name,   \
-                          (count), sizeof((arr)[0]))                           \
-             : ref_exists((ld), (n), (path), (word), (kind), NULL, 0, 0))
+#define REF_EXISTS(ld, n, path, word, kind, kinds, arr, count)                                     \
+    ((count) ? ref_exists((ld), (n), (path), (word), (kind), (kinds), &(arr)[0].name, (count),     \
+                          sizeof((arr)[0]))                                                        \
+             : ref_exists((ld), (n), (path), (word), (kind), (kinds), NULL, 0, 0))
 
 /* The key of a named entry (rails.NAME, orgs.NAME, policies.NAME). */
-static const char *entry_name(struct cfg_loader *ld, const yaml_node_t *k,
-                              const char *section, const char *kind)
+static const char *entry_name(struct cfg_loader *ld, const yaml_node_t *k, const char *section,
+                              const char *kind)
 {
     if (k->type != YAML_SCALAR_NODE) {
-        cfg_report(ld, k, "%s: %s names must be plain words, got %s", section, kind,
-                   cfg_kind(k));
+        cfg_report(ld, k, "%s: %s names must be plain words, got %s", section, kind, cfg_kind(k));
         return NULL;
     }
     const char *why = cfg_name_check(cfg_text(k));
     if (why || strlen(cfg_text(k)) != k->data.scalar.length) {
-        cfg_report(ld, k, "%s: %s name \"%.*s\" %s", section, kind, CFG_ECHO,
-                   cfg_text(k), why ? why : "must not contain a NUL character");
+        cfg_report(ld, k, "%s: %s name \"%.*s\" %s", section, kind, CFG_ECHO, cfg_text(k),
+                   why ? why : "must not contain a NUL character");
         return NULL;
     }
     return cfg_text(k);
@@ -137,15 +133,15 @@ static const char *entry_name(struct cfg_loader *ld, const yaml_node_t *k,
 /* Calls `each` for every well-named entry of a `name: {...}` section after
  * reporting repeated names. Returns the number of pairs (the most entries
  * `each` can have been called for), or 0 when `n` is not a mapping. */
-typedef void (*entry_cb)(struct cfg_loader *ld, size_t i, const char *name,
-                         const yaml_node_t *key, const yaml_node_t *val);
+typedef void (*entry_cb)(struct cfg_loader *ld, size_t i, const char *name, const yaml_node_t *key,
+                         const yaml_node_t *val);
 
-static size_t named_entries(struct cfg_loader *ld, const yaml_node_t *n,
-                            const char *section, const char *kind, entry_cb each)
+static size_t named_entries(struct cfg_loader *ld, const yaml_node_t *n, const char *section,
+                            const char *kind, entry_cb each)
 {
     if (n->type != YAML_MAPPING_NODE) {
-        cfg_report(ld, n, "%s: expected a mapping of %s names to settings, got %s",
-                   section, kind, cfg_kind(n));
+        cfg_report(ld, n, "%s: expected a mapping of %s names to settings, got %s", section, kind,
+                   cfg_kind(n));
         return 0;
     }
     size_t np = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
@@ -268,11 +264,11 @@ static bool clash(const struct pg_addr *a, const struct pg_addr *b)
 
 #define TLS_KEYS(X) X(T_, cert) X(T_, key) X(T_, client_ca)
 enum { TLS_KEYS(KEY_ENUM) T_COUNT };
-static const char *const tls_keys[] = { TLS_KEYS(KEY_NAME) };
+static const char *const tls_keys[] = {TLS_KEYS(KEY_NAME)};
 
 #define LISTEN_KEYS(X) X(L_, agents) X(L_, admin) X(L_, tls)
 enum { LISTEN_KEYS(KEY_ENUM) L_COUNT };
-static const char *const listen_keys[] = { LISTEN_KEYS(KEY_NAME) };
+static const char *const listen_keys[] = {LISTEN_KEYS(KEY_NAME)};
 
 static void load_listen(struct cfg_loader *ld, const yaml_node_t *n)
 {
@@ -311,19 +307,19 @@ static void load_listen(struct cfg_loader *ld, const yaml_node_t *n)
 
 /* name, smallest, largest. The bounds keep a typo (an extra zero, a missing
  * one) from starving or exhausting the process. */
-#define LIMIT_KEYS(X)                                                          \
-    X(header_bytes, 256, 1048576)                                              \
-    X(max_headers, 1, 10000)                                                   \
-    X(body_bytes, 1, 1073741824)                                               \
-    X(header_timeout_ms, 100, 3600000)                                         \
-    X(body_timeout_ms, 100, 3600000)                                           \
-    X(idle_timeout_ms, 100, 86400000)                                          \
-    X(drain_timeout_ms, 0, 3600000)                                            \
-    X(max_connections, 1, 1000000)                                             \
+#define LIMIT_KEYS(X)                                                                              \
+    X(header_bytes, 256, 1048576)                                                                  \
+    X(max_headers, 1, 10000)                                                                       \
+    X(body_bytes, 1, 1073741824)                                                                   \
+    X(header_timeout_ms, 100, 3600000)                                                             \
+    X(body_timeout_ms, 100, 3600000)                                                               \
+    X(idle_timeout_ms, 100, 86400000)                                                              \
+    X(drain_timeout_ms, 0, 3600000)                                                                \
+    X(max_connections, 1, 1000000)                                                                 \
     X(auth_failures, 1, 1000000)
 
 #define LIMIT_NAME(k, lo, hi) #k,
-static const char *const limit_keys[] = { LIMIT_KEYS(LIMIT_NAME) };
+static const char *const limit_keys[] = {LIMIT_KEYS(LIMIT_NAME)};
 
 static void load_limits(struct cfg_loader *ld, const yaml_node_t *n)
 {
@@ -357,16 +353,16 @@ static void load_limits(struct cfg_loader *ld, const yaml_node_t *n)
 
 /* ---- rails ------------------------------------------------------------- */
 
-#define RAIL_KEYS(X)                                                           \
-    X(R_, preset) X(R_, upstream) X(R_, secret) X(R_, ca_file) X(R_, tls_min)  \
-    X(R_, timeout_ms) X(R_, connect_timeout_ms) X(R_, unmatched)               \
-    X(R_, allow_http) X(R_, pool_size)
+#define RAIL_KEYS(X)                                                                               \
+    X(R_, preset)                                                                                  \
+    X(R_, upstream) X(R_, secret) X(R_, ca_file) X(R_, tls_min) X(R_, timeout_ms)                  \
+        X(R_, connect_timeout_ms) X(R_, unmatched) X(R_, allow_http) X(R_, pool_size)
 enum { RAIL_KEYS(KEY_ENUM) R_COUNT };
-static const char *const rail_keys[] = { RAIL_KEYS(KEY_NAME) };
+static const char *const rail_keys[] = {RAIL_KEYS(KEY_NAME)};
 
-static const char *const preset_names[] = { "stripe", "adyen", "generic" };
-static const char *const unmatched_names[] = { "deny", "pass" };
-static const char *const tls_names[] = { "1.2", "1.3" };
+static const char *const preset_names[] = {"stripe", "adyen", "generic"};
+static const char *const unmatched_names[] = {"deny", "pass"};
+static const char *const tls_names[] = {"1.2", "1.3"};
 
 /* Splits a checked upstream URL into the fields the proxy connects with. */
 static void set_upstream(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
@@ -414,8 +410,8 @@ static void set_upstream(struct cfg_loader *ld, const yaml_node_t *n, const char
     if (u.default_port)
         snprintf(hp, sizeof hp, "%s%s%s", lb, r->upstream_host ? r->upstream_host : "", rb);
     else
-        snprintf(hp, sizeof hp, "%s%s%s:%u", lb, r->upstream_host ? r->upstream_host : "",
-                 rb, (unsigned)u.port);
+        snprintf(hp, sizeof hp, "%s%s%s:%u", lb, r->upstream_host ? r->upstream_host : "", rb,
+                 (unsigned)u.port);
     r->upstream_hostport = cfg_dup(ld, hp);
 }
 
@@ -434,8 +430,8 @@ static void env_name_for(char *buf, size_t size, const char *name, const char *s
     snprintf(buf + i, size - i, "%s", suffix);
 }
 
-static void load_rail(struct cfg_loader *ld, size_t i, const char *name,
-                      const yaml_node_t *key, const yaml_node_t *val)
+static void load_rail(struct cfg_loader *ld, size_t i, const char *name, const yaml_node_t *key,
+                      const yaml_node_t *val)
 {
     struct pg_rail *r = &ld->cfg->rails[i];
     char where[CFG_PATH_MAX], path[CFG_PATH_MAX], env[96];
@@ -459,13 +455,12 @@ static void load_rail(struct cfg_loader *ld, size_t i, const char *name,
      * silent policy hole, so it is named, or implied by a rail named after a
      * preset ("stripe:"). */
     if (v[R_preset]) {
-        e = cfg_enum(ld, v[R_preset], P("preset"), preset_names,
-                     PG_ARRAY_LEN(preset_names));
+        e = cfg_enum(ld, v[R_preset], P("preset"), preset_names, PG_ARRAY_LEN(preset_names));
         if (e >= 0)
             r->preset = (enum pg_rail_preset)e;
     } else if (strcmp(name, "stripe") == 0 || strcmp(name, "adyen") == 0 ||
                strcmp(name, "generic") == 0) {
-        r->preset = strcmp(name, "stripe") == 0   ? PG_PRESET_STRIPE
+        r->preset = strcmp(name, "stripe") == 0  ? PG_PRESET_STRIPE
                     : strcmp(name, "adyen") == 0 ? PG_PRESET_ADYEN
                                                  : PG_PRESET_GENERIC;
     } else {
@@ -518,10 +513,10 @@ static void load_rails(struct cfg_loader *ld, const yaml_node_t *n)
 
 #define ORG_KEYS(X) X(O_, timezone)
 enum { ORG_KEYS(KEY_ENUM) O_COUNT };
-static const char *const org_keys[] = { ORG_KEYS(KEY_NAME) };
+static const char *const org_keys[] = {ORG_KEYS(KEY_NAME)};
 
-static void load_org(struct cfg_loader *ld, size_t i, const char *name,
-                     const yaml_node_t *key, const yaml_node_t *val)
+static void load_org(struct cfg_loader *ld, size_t i, const char *name, const yaml_node_t *key,
+                     const yaml_node_t *val)
 {
     struct pg_org *o = &ld->cfg->orgs[i];
     char where[CFG_PATH_MAX], path[CFG_PATH_MAX];
@@ -551,31 +546,31 @@ static void load_orgs(struct cfg_loader *ld, const yaml_node_t *n)
 
 /* ---- policies ---------------------------------------------------------- */
 
-#define POLICY_KEYS(X)                                                         \
-    X(PK_, currency) X(PK_, per_transaction) X(PK_, daily) X(PK_, weekly)      \
-    X(PK_, monthly) X(PK_, approval_above) X(PK_, auto_approve_below)          \
-    X(PK_, merchants) X(PK_, hours) X(PK_, velocity) X(PK_, currencies)        \
-    X(PK_, operations) X(PK_, refunds_restore)
+#define POLICY_KEYS(X)                                                                             \
+    X(PK_, currency)                                                                               \
+    X(PK_, per_transaction) X(PK_, daily) X(PK_, weekly) X(PK_, monthly) X(PK_, approval_above)    \
+        X(PK_, auto_approve_below) X(PK_, merchants) X(PK_, hours) X(PK_, velocity)                \
+            X(PK_, currencies) X(PK_, operations) X(PK_, refunds_restore)
 enum { POLICY_KEYS(KEY_ENUM) PK_COUNT };
-static const char *const policy_keys[] = { POLICY_KEYS(KEY_NAME) };
+static const char *const policy_keys[] = {POLICY_KEYS(KEY_NAME)};
 
 #define MERCHANT_KEYS(X) X(M_, allow) X(M_, deny)
 enum { MERCHANT_KEYS(KEY_ENUM) M_COUNT };
-static const char *const merchant_keys[] = { MERCHANT_KEYS(KEY_NAME) };
+static const char *const merchant_keys[] = {MERCHANT_KEYS(KEY_NAME)};
 
 #define HOURS_KEYS(X) X(H_, days) X(H_, from) X(H_, to)
 enum { HOURS_KEYS(KEY_ENUM) H_COUNT };
-static const char *const hours_keys[] = { HOURS_KEYS(KEY_NAME) };
+static const char *const hours_keys[] = {HOURS_KEYS(KEY_NAME)};
 
 #define VELOCITY_KEYS(X) X(V_, max) X(V_, per)
 enum { VELOCITY_KEYS(KEY_ENUM) V_COUNT };
-static const char *const velocity_keys[] = { VELOCITY_KEYS(KEY_NAME) };
+static const char *const velocity_keys[] = {VELOCITY_KEYS(KEY_NAME)};
 
-static const char *const operation_names[] = { "payment", "refund", "transfer",
-                                               "payout",  "config", "read" };
+static const char *const operation_names[] = {"payment", "refund", "transfer",
+                                              "payout",  "config", "read"};
 
-static bool check_currency_item(struct cfg_loader *ld, const yaml_node_t *n,
-                                const char *path, const char *s)
+static bool check_currency_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                                const char *s)
 {
     const char *why = cfg_currency_check(s);
     if (why)
@@ -583,8 +578,8 @@ static bool check_currency_item(struct cfg_loader *ld, const yaml_node_t *n,
     return !why;
 }
 
-static bool check_glob_item(struct cfg_loader *ld, const yaml_node_t *n,
-                            const char *path, const char *s)
+static bool check_glob_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                            const char *s)
 {
     const char *why = cfg_glob_check(s);
     if (why)
@@ -592,8 +587,8 @@ static bool check_glob_item(struct cfg_loader *ld, const yaml_node_t *n,
     return !why;
 }
 
-static bool check_operation_item(struct cfg_loader *ld, const yaml_node_t *n,
-                                 const char *path, const char *s)
+static bool check_operation_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                                 const char *s)
 {
     PG_UNUSED(s);
     return cfg_enum(ld, n, path, operation_names, PG_ARRAY_LEN(operation_names)) >= 0;
@@ -622,8 +617,8 @@ static void load_hours(struct cfg_loader *ld, const yaml_node_t *n, const char *
             p->hours_days = cfg_dup(ld, s);
         lowercase(p->hours_days);
     }
-    const char *ts[2] = { NULL, NULL };
-    uint16_t *mins[2] = { &from, &to };
+    const char *ts[2] = {NULL, NULL};
+    uint16_t *mins[2] = {&from, &to};
     for (int i = 0; i < 2; i++) {
         size_t ki = i == 0 ? H_from : H_to;
         if (!cfg_require(ld, n, v, k, ki, hours_keys, where)) {
@@ -655,8 +650,8 @@ static void load_hours(struct cfg_loader *ld, const yaml_node_t *n, const char *
     p->hours_to_min = to;
 }
 
-static void load_velocity(struct cfg_loader *ld, const yaml_node_t *n,
-                          const char *pwhere, struct pg_policy_spec *p)
+static void load_velocity(struct cfg_loader *ld, const yaml_node_t *n, const char *pwhere,
+                          struct pg_policy_spec *p)
 {
     char where[CFG_PATH_MAX], path[CFG_PATH_MAX];
     yaml_node_t *v[V_COUNT], *k[V_COUNT];
@@ -685,17 +680,16 @@ static void load_velocity(struct cfg_loader *ld, const yaml_node_t *n,
     }
 }
 
-static void load_policy(struct cfg_loader *ld, size_t i, const char *name,
-                        const yaml_node_t *key, const yaml_node_t *val)
+static void load_policy(struct cfg_loader *ld, size_t i, const char *name, const yaml_node_t *key,
+                        const yaml_node_t *val)
 {
     struct pg_policy_spec *p = &ld->cfg->policies[i];
     char where[CFG_PATH_MAX], path[CFG_PATH_MAX];
     yaml_node_t *v[PK_COUNT], *k[PK_COUNT];
-    static const size_t amounts[] = { PK_per_transaction, PK_daily, PK_weekly,
-                                      PK_monthly, PK_approval_above,
-                                      PK_auto_approve_below };
-    char **amount_dst[] = { &p->per_transaction, &p->daily, &p->weekly,
-                            &p->monthly, &p->approval_above, &p->auto_approve_below };
+    static const size_t amounts[] = {PK_per_transaction, PK_daily,          PK_weekly,
+                                     PK_monthly,         PK_approval_above, PK_auto_approve_below};
+    char **amount_dst[] = {&p->per_transaction, &p->daily,          &p->weekly,
+                           &p->monthly,         &p->approval_above, &p->auto_approve_below};
     const yaml_node_t *first_amount = NULL;
 
     PG_UNUSED(key);
@@ -714,8 +708,7 @@ static void load_policy(struct cfg_loader *ld, size_t i, const char *name,
             continue;
         /* Plain 500.00 is taken as written too: libyaml hands over the text,
          * so no float ever touches the amount. */
-        const char *s = checked(ld, v[amounts[a]], P(policy_keys[amounts[a]]),
-                                cfg_decimal_check);
+        const char *s = checked(ld, v[amounts[a]], P(policy_keys[amounts[a]]), cfg_decimal_check);
         *amount_dst[a] = cfg_dup(ld, s);
         if (!first_amount)
             first_amount = k[amounts[a]];
@@ -737,8 +730,7 @@ static void load_policy(struct cfg_loader *ld, size_t i, const char *name,
                                    &p->nmerchants_allow);
             if (mv[M_deny])
                 (void)cfg_str_list(ld, mv[M_deny], cfg_path(path, sizeof path, mwhere, "deny"),
-                                   check_glob_item, false, &p->merchants_deny,
-                                   &p->nmerchants_deny);
+                                   check_glob_item, false, &p->merchants_deny, &p->nmerchants_deny);
         }
     }
     if (v[PK_hours])
@@ -746,11 +738,11 @@ static void load_policy(struct cfg_loader *ld, size_t i, const char *name,
     if (v[PK_velocity])
         load_velocity(ld, v[PK_velocity], where, p);
     if (v[PK_currencies])
-        (void)cfg_str_list(ld, v[PK_currencies], P("currencies"), check_currency_item,
-                           true, &p->currencies, &p->ncurrencies);
+        (void)cfg_str_list(ld, v[PK_currencies], P("currencies"), check_currency_item, true,
+                           &p->currencies, &p->ncurrencies);
     if (v[PK_operations])
-        (void)cfg_str_list(ld, v[PK_operations], P("operations"), check_operation_item,
-                           false, &p->operations, &p->noperations);
+        (void)cfg_str_list(ld, v[PK_operations], P("operations"), check_operation_item, false,
+                           &p->operations, &p->noperations);
     if (v[PK_refunds_restore])
         (void)cfg_bool(ld, v[PK_refunds_restore], P("refunds_restore"), &p->refunds_restore);
 }
@@ -769,14 +761,14 @@ static void load_policies(struct cfg_loader *ld, const yaml_node_t *n)
 
 #define USER_KEYS(X) X(U_, email) X(U_, org) X(U_, role) X(U_, password) X(U_, totp)
 enum { USER_KEYS(KEY_ENUM) U_COUNT };
-static const char *const user_keys[] = { USER_KEYS(KEY_NAME) };
+static const char *const user_keys[] = {USER_KEYS(KEY_NAME)};
 
 /* Same order as enum pg_role. */
-static const char *const role_names[] = { "viewer", "approver", "admin", "owner" };
+static const char *const role_names[] = {"viewer", "approver", "admin", "owner"};
 
 /* A hash field: refuses what looks like the secret itself without echoing it. */
-static const char *hash_field(struct cfg_loader *ld, const yaml_node_t *n,
-                              const char *path, const char *what, const char *howto)
+static const char *hash_field(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                              const char *what, const char *howto)
 {
     const char *s = cfg_str(ld, n, path);
     if (!s)
@@ -785,8 +777,10 @@ static const char *hash_field(struct cfg_loader *ld, const yaml_node_t *n,
     if (!why)
         return s;
     if (s[0] != '$')
-        cfg_report(ld, n, "%s: must be the bcrypt hash of the %s, not the %s itself "
-                          "(%s)", path, what, what, howto);
+        cfg_report(ld, n,
+                   "%s: must be the bcrypt hash of the %s, not the %s itself "
+                   "(%s)",
+                   path, what, what, howto);
     else
         cfg_report(ld, n, "%s: %s", path, why);
     return NULL;
@@ -832,7 +826,7 @@ static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
         }
         if (cfg_require(ld, it, v, k, U_org, user_keys, where)) {
             const char *s = cfg_str(ld, v[U_org], P("org"));
-            if (s && REF_EXISTS(ld, v[U_org], path, s, "org", cfg->orgs, cfg->norgs))
+            if (s && REF_EXISTS(ld, v[U_org], path, s, "org", "orgs", cfg->orgs, cfg->norgs))
                 u->org = cfg_dup(ld, s);
         }
         if (cfg_require(ld, it, v, k, U_role, user_keys, where)) {
@@ -841,14 +835,14 @@ static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
                 u->role = (enum pg_role)e;
         }
         if (cfg_require(ld, it, v, k, U_password, user_keys, where))
-            u->password_hash = cfg_dup(ld, hash_field(ld, v[U_password], P("password"),
-                                                      "password",
-                                                      "make one with htpasswd -nbBC 12 '' PASSWORD"));
+            u->password_hash =
+                cfg_dup(ld, hash_field(ld, v[U_password], P("password"), "password",
+                                       "make one with htpasswd -nbBC 12 '' PASSWORD"));
         if (v[U_totp]) {
             const char *s = cfg_str(ld, v[U_totp], P("totp"));
             const char *why = s ? cfg_sealed_check(s) : NULL;
             if (why)
-                cfg_report(ld, v[U_totp], "%s: %s (TOTP seeds are stored sealed)", path, why);
+                cfg_report(ld, v[U_totp], "%s: %s; TOTP seeds are stored sealed", path, why);
             else if (s)
                 u->totp_ref = cfg_dup(ld, s);
         }
@@ -859,16 +853,15 @@ static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
 
 /* ---- agents ------------------------------------------------------------ */
 
-#define AGENT_KEYS(X)                                                          \
-    X(A_, id) X(A_, org) X(A_, token) X(A_, rails) X(A_, policy) X(A_, expires) \
-    X(A_, revoked)
+#define AGENT_KEYS(X)                                                                              \
+    X(A_, id) X(A_, org) X(A_, token) X(A_, rails) X(A_, policy) X(A_, expires) X(A_, revoked)
 enum { AGENT_KEYS(KEY_ENUM) A_COUNT };
-static const char *const agent_keys[] = { AGENT_KEYS(KEY_NAME) };
+static const char *const agent_keys[] = {AGENT_KEYS(KEY_NAME)};
 
-static bool check_rail_item(struct cfg_loader *ld, const yaml_node_t *n,
-                            const char *path, const char *s)
+static bool check_rail_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                            const char *s)
 {
-    return REF_EXISTS(ld, n, path, s, "rail", ld->cfg->rails, ld->cfg->nrails);
+    return REF_EXISTS(ld, n, path, s, "rail", "rails", ld->cfg->rails, ld->cfg->nrails);
 }
 
 static void load_agent(struct cfg_loader *ld, const yaml_node_t *it, const char *where,
@@ -889,7 +882,7 @@ static void load_agent(struct cfg_loader *ld, const yaml_node_t *it, const char 
     }
     if (cfg_require(ld, it, v, k, A_org, agent_keys, where)) {
         const char *s = cfg_str(ld, v[A_org], P("org"));
-        if (s && REF_EXISTS(ld, v[A_org], path, s, "org", cfg->orgs, cfg->norgs))
+        if (s && REF_EXISTS(ld, v[A_org], path, s, "org", "orgs", cfg->orgs, cfg->norgs))
             a->org = cfg_dup(ld, s);
     }
     snprintf(howto, sizeof howto, "payguard token new --agent %.64s prints both",
@@ -904,7 +897,7 @@ static void load_agent(struct cfg_loader *ld, const yaml_node_t *it, const char 
     }
     if (v[A_policy]) {
         const char *s = cfg_str(ld, v[A_policy], P("policy"));
-        if (s && REF_EXISTS(ld, v[A_policy], path, s, "policy", cfg->policies,
+        if (s && REF_EXISTS(ld, v[A_policy], path, s, "policy", "policies", cfg->policies,
                             cfg->npolicies))
             a->policy = cfg_dup(ld, s);
     }
@@ -955,15 +948,15 @@ static void load_agents(struct cfg_loader *ld, const yaml_node_t *n)
 
 #define WEBHOOK_KEYS(X) X(W_, url) X(W_, secret) X(W_, events)
 enum { WEBHOOK_KEYS(KEY_ENUM) W_COUNT };
-static const char *const webhook_keys[] = { WEBHOOK_KEYS(KEY_NAME) };
+static const char *const webhook_keys[] = {WEBHOOK_KEYS(KEY_NAME)};
 
 static const char *const event_names[] = {
     "approval.requested", "approval.decided", "budget.threshold", "payment.denied",
     "payment.held",       "agent.revoked",    "audit.broken",
 };
 
-static bool check_event_item(struct cfg_loader *ld, const yaml_node_t *n,
-                             const char *path, const char *s)
+static bool check_event_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                             const char *s)
 {
     PG_UNUSED(s);
     return cfg_enum(ld, n, path, event_names, PG_ARRAY_LEN(event_names)) >= 0;
@@ -1006,11 +999,11 @@ static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
                 w->url = cfg_dup(ld, s);
         }
         if (cfg_require(ld, it, v, k, W_secret, webhook_keys, where))
-            load_secret(ld, v[W_secret], P("secret"), "PAYGUARD_WEBHOOK_SECRET",
-                        &w->secret_ref, &w->secret);
+            load_secret(ld, v[W_secret], P("secret"), "PAYGUARD_WEBHOOK_SECRET", &w->secret_ref,
+                        &w->secret);
         if (cfg_require(ld, it, v, k, W_events, webhook_keys, where) &&
-            cfg_str_list(ld, v[W_events], P("events"), check_event_item, false,
-                         &w->events, &w->nevents) &&
+            cfg_str_list(ld, v[W_events], P("events"), check_event_item, false, &w->events,
+                         &w->nevents) &&
             cfg_seq_len(v[W_events]) == 0)
             cfg_report(ld, v[W_events], "%s: list at least one event", path);
     }
@@ -1018,12 +1011,12 @@ static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
 
 /* ---- the root ---------------------------------------------------------- */
 
-#define ROOT_KEYS(X)                                                           \
-    X(K_, listen) X(K_, data_dir) X(K_, master_key_env) X(K_, log_file)        \
-    X(K_, limits) X(K_, rails) X(K_, orgs) X(K_, users) X(K_, agents)          \
-    X(K_, policies) X(K_, webhooks)
+#define ROOT_KEYS(X)                                                                               \
+    X(K_, listen)                                                                                  \
+    X(K_, data_dir) X(K_, master_key_env) X(K_, log_file) X(K_, limits) X(K_, rails) X(K_, orgs)   \
+        X(K_, users) X(K_, agents) X(K_, policies) X(K_, webhooks)
 enum { ROOT_KEYS(KEY_ENUM) K_COUNT };
-static const char *const root_keys[] = { ROOT_KEYS(KEY_NAME) };
+static const char *const root_keys[] = {ROOT_KEYS(KEY_NAME)};
 
 void cfg_load_root(struct cfg_loader *ld, const yaml_node_t *root)
 {

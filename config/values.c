@@ -16,9 +16,18 @@
 
 #include "config/config_int.h"
 
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-static bool is_alnum(char c) { return is_digit(c) || is_alpha(c); }
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+static bool is_alpha(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static bool is_alnum(char c)
+{
+    return is_digit(c) || is_alpha(c);
+}
 
 /* Decimal digits of s[0..len) as a number no larger than max. */
 static bool parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
@@ -39,8 +48,7 @@ static bool parse_uint(const char *s, size_t len, uint64_t max, uint64_t *out)
 
 /* ---- listen addresses ---------------------------------------------- */
 
-const char *cfg_addr_check(const char *s, struct sockaddr_storage *sa,
-                           socklen_t *salen)
+const char *cfg_addr_check(const char *s, struct sockaddr_storage *sa, socklen_t *salen)
 {
     char host[INET6_ADDRSTRLEN + 1];
     const char *hp, *port;
@@ -79,8 +87,7 @@ const char *cfg_addr_check(const char *s, struct sockaddr_storage *sa,
     host[hlen] = '\0';
 
     if (!parse_uint(port, strlen(port), 65535, &pv))
-        return *port ? "port must be a number from 0 to 65535"
-                     : "missing port number after ':'";
+        return *port ? "port must be a number from 0 to 65535" : "missing port number after ':'";
 
     memset(sa, 0, sizeof *sa);
     if (v6) {
@@ -283,8 +290,7 @@ static bool is_bcrypt64(char c)
 const char *cfg_bcrypt_check(const char *s)
 {
     size_t len = strlen(s);
-    if (!(s[0] == '$' && s[1] == '2' && (s[2] == 'a' || s[2] == 'b' || s[2] == 'y') &&
-          s[3] == '$'))
+    if (!(s[0] == '$' && s[1] == '2' && (s[2] == 'a' || s[2] == 'b' || s[2] == 'y') && s[3] == '$'))
         return "must be a bcrypt hash (\"$2b$10$...\", 60 characters)";
     if (len != 60)
         return "is not a complete bcrypt hash (a $2b$ hash is 60 characters long)";
@@ -373,11 +379,20 @@ const char *cfg_duration_check(const char *s, uint32_t *seconds)
     if (len < 2)
         return hint;
     switch (s[len - 1]) {
-    case 's': mult = 1; break;
-    case 'm': mult = 60; break;
-    case 'h': mult = 3600; break;
-    case 'd': mult = 86400; break;
-    default: return hint;
+    case 's':
+        mult = 1;
+        break;
+    case 'm':
+        mult = 60;
+        break;
+    case 'h':
+        mult = 3600;
+        break;
+    case 'd':
+        mult = 86400;
+        break;
+    default:
+        return hint;
     }
     if (!parse_uint(s, len - 1, 366 * 86400, &v))
         return hint;
@@ -392,8 +407,8 @@ const char *cfg_duration_check(const char *s, uint32_t *seconds)
 
 const char *cfg_hhmm_check(const char *s, bool allow_2400, uint16_t *minutes)
 {
-    if (!(is_digit(s[0]) && is_digit(s[1]) && s[2] == ':' && is_digit(s[3]) &&
-          is_digit(s[4]) && !s[5]))
+    if (!(is_digit(s[0]) && is_digit(s[1]) && s[2] == ':' && is_digit(s[3]) && is_digit(s[4]) &&
+          !s[5]))
         return "must be a time of day as \"HH:MM\" (24-hour clock, e.g. \"08:00\")";
     int h = (s[0] - '0') * 10 + (s[1] - '0');
     int m = (s[3] - '0') * 10 + (s[4] - '0');
@@ -410,7 +425,7 @@ const char *cfg_hhmm_check(const char *s, bool allow_2400, uint16_t *minutes)
 
 static int day_index(const char *s, size_t len)
 {
-    static const char names[7][4] = { "mon", "tue", "wed", "thu", "fri", "sat", "sun" };
+    static const char names[7][4] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
     if (len != 3)
         return -1;
     for (int i = 0; i < 7; i++) {
@@ -473,7 +488,7 @@ static bool is_leap(int y)
  * JavaScript's toISOString writes) is allowed and dropped. */
 const char *cfg_timestamp_check(const char *s, time_t *out)
 {
-    static const int mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+    static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     static const char shape[] = "dddd-dd-ddTdd:dd:dd";
     const char *hint = "must be a UTC timestamp like 2027-01-01T00:00:00Z";
     size_t i = 0;
@@ -495,8 +510,7 @@ const char *cfg_timestamp_check(const char *s, time_t *out)
     int year = NUM2(0) * 100 + NUM2(2), mon = NUM2(5), day = NUM2(8);
     int hour = NUM2(11), min = NUM2(14), sec = NUM2(17);
 #undef NUM2
-    if (year < 1970 || mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 ||
-        sec > 59)
+    if (year < 1970 || mon < 1 || mon > 12 || day < 1 || hour > 23 || min > 59 || sec > 59)
         return "is not a valid date and time";
     int dim = mdays[mon - 1] + (mon == 2 && is_leap(year) ? 1 : 0);
     if (day > dim)
@@ -531,8 +545,7 @@ const char *cfg_timezone_check(const char *s)
         return NULL;
     if (len > 128)
         return "timezone name is too long";
-    if (s[0] == '/' || s[0] == '.' || s[len - 1] == '/' || strstr(s, "//") ||
-        strstr(s, "/."))
+    if (s[0] == '/' || s[0] == '.' || s[len - 1] == '/' || strstr(s, "//") || strstr(s, "/."))
         return "must be an IANA timezone name like Europe/Paris, not a path";
     for (const char *c = s; *c; c++) {
         if (!is_alnum(*c) && *c != '_' && *c != '-' && *c != '+' && *c != '/')

@@ -13,10 +13,14 @@
 const char *cfg_kind(const yaml_node_t *n)
 {
     switch (n->type) {
-    case YAML_MAPPING_NODE: return "a mapping";
-    case YAML_SEQUENCE_NODE: return "a list";
-    case YAML_SCALAR_NODE: return cfg_is_null(n) ? "nothing (null)" : "a string";
-    default: return "nothing";
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    case YAML_SCALAR_NODE:
+        return cfg_is_null(n) ? "nothing (null)" : "a string";
+    default:
+        return "nothing";
     }
 }
 
@@ -27,7 +31,7 @@ const char *cfg_text(const yaml_node_t *n)
 
 bool cfg_is_null(const yaml_node_t *n)
 {
-    static const char *const nulls[] = { "", "~", "null", "Null", "NULL" };
+    static const char *const nulls[] = {"", "~", "null", "Null", "NULL"};
     if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
     for (size_t i = 0; i < PG_ARRAY_LEN(nulls); i++)
@@ -79,8 +83,7 @@ void *cfg_calloc(struct cfg_loader *ld, size_t n, size_t size)
 }
 
 bool cfg_fields(struct cfg_loader *ld, const yaml_node_t *map, const char *where,
-                const char *const *names, size_t n, yaml_node_t **vals,
-                yaml_node_t **keys)
+                const char *const *names, size_t n, yaml_node_t **vals, yaml_node_t **keys)
 {
     char hint[CFG_ECHO + 32];
     char in[CFG_PATH_MAX + 8];
@@ -94,8 +97,9 @@ bool cfg_fields(struct cfg_loader *ld, const yaml_node_t *map, const char *where
             cfg_report(ld, map, "%s: expected a mapping (key: value), got %s", where,
                        cfg_kind(map));
         else
-            cfg_report(ld, map, "the top level must be a mapping of sections "
-                                "(listen:, rails:, agents:, ...), got %s",
+            cfg_report(ld, map,
+                       "the top level must be a mapping of sections "
+                       "(listen:, rails:, agents:, ...), got %s",
                        cfg_kind(map));
         return false;
     }
@@ -104,8 +108,8 @@ bool cfg_fields(struct cfg_loader *ld, const yaml_node_t *map, const char *where
     else
         snprintf(in, sizeof in, "at the top level");
 
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
-         p < map->data.mapping.pairs.top; p++) {
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
         yaml_node_t *k = cfg_node(ld, p->key), *v = cfg_node(ld, p->value);
         if (!k || !v)
             continue;
@@ -126,9 +130,8 @@ bool cfg_fields(struct cfg_loader *ld, const yaml_node_t *map, const char *where
             continue;
         }
         if (keys[i]) {
-            cfg_report(ld, k, "duplicate key \"%s\" %s (first at line %zu, column %zu)",
-                       name, in, keys[i]->start_mark.line + 1,
-                       keys[i]->start_mark.column + 1);
+            cfg_report(ld, k, "duplicate key \"%s\" %s (first at line %zu, column %zu)", name, in,
+                       keys[i]->start_mark.line + 1, keys[i]->start_mark.column + 1);
             continue;
         }
         keys[i] = k;
@@ -137,9 +140,8 @@ bool cfg_fields(struct cfg_loader *ld, const yaml_node_t *map, const char *where
     return true;
 }
 
-bool cfg_require(struct cfg_loader *ld, const yaml_node_t *anchor,
-                 yaml_node_t *const *vals, yaml_node_t *const *keys, size_t i,
-                 const char *const *names, const char *where)
+bool cfg_require(struct cfg_loader *ld, const yaml_node_t *anchor, yaml_node_t *const *vals,
+                 yaml_node_t *const *keys, size_t i, const char *const *names, const char *where)
 {
     char path[CFG_PATH_MAX];
 
@@ -174,23 +176,22 @@ const char *cfg_str(struct cfg_loader *ld, const yaml_node_t *n, const char *pat
 
 /* Numbers and booleans are plain scalars: a quoted "30000" is a string in
  * YAML, and saying so beats guessing what was meant. */
-static bool plain_scalar(struct cfg_loader *ld, const yaml_node_t *n,
-                         const char *path, const char *what)
+static bool plain_scalar(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                         const char *what)
 {
     if (n->type != YAML_SCALAR_NODE) {
         cfg_report(ld, n, "%s: expected %s, got %s", path, what, cfg_kind(n));
         return false;
     }
     if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
-        cfg_report(ld, n, "%s: expected %s, got a quoted string (remove the quotes)",
-                   path, what);
+        cfg_report(ld, n, "%s: expected %s, got a quoted string (remove the quotes)", path, what);
         return false;
     }
     return true;
 }
 
-bool cfg_u32(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
-             uint32_t lo, uint32_t hi, uint32_t *out)
+bool cfg_u32(struct cfg_loader *ld, const yaml_node_t *n, const char *path, uint32_t lo,
+             uint32_t hi, uint32_t *out)
 {
     if (!plain_scalar(ld, n, path, "a whole number"))
         return false;
@@ -207,8 +208,7 @@ bool cfg_u32(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
         return false;
     }
     if (v < lo || v > hi) {
-        cfg_report(ld, n, "%s: must be between %u and %u, got %.*s", path, lo, hi,
-                   CFG_ECHO, s);
+        cfg_report(ld, n, "%s: must be between %u and %u, got %.*s", path, lo, hi, CFG_ECHO, s);
         return false;
     }
     *out = (uint32_t)v;
@@ -217,8 +217,8 @@ bool cfg_u32(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
 
 bool cfg_bool(struct cfg_loader *ld, const yaml_node_t *n, const char *path, bool *out)
 {
-    static const char *const yes[] = { "true", "True", "TRUE" };
-    static const char *const no[] = { "false", "False", "FALSE" };
+    static const char *const yes[] = {"true", "True", "TRUE"};
+    static const char *const no[] = {"false", "False", "FALSE"};
 
     if (!plain_scalar(ld, n, path, "true or false"))
         return false;
@@ -232,8 +232,7 @@ bool cfg_bool(struct cfg_loader *ld, const yaml_node_t *n, const char *path, boo
             return true;
         }
     }
-    cfg_report(ld, n, "%s: expected true or false, got \"%.*s\"", path, CFG_ECHO,
-               cfg_text(n));
+    cfg_report(ld, n, "%s: expected true or false, got \"%.*s\"", path, CFG_ECHO, cfg_text(n));
     return false;
 }
 
@@ -260,11 +259,10 @@ int cfg_enum(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
     }
     const char *sug = CFG_SUGGEST_NAMES(s, names, count);
     if (sug)
-        cfg_report(ld, n, "%s: unknown value \"%.*s\" (did you mean \"%s\"? expected %s)",
-                   path, CFG_ECHO, s, sug, list);
+        cfg_report(ld, n, "%s: unknown value \"%.*s\" (did you mean \"%s\"? expected %s)", path,
+                   CFG_ECHO, s, sug, list);
     else
-        cfg_report(ld, n, "%s: unknown value \"%.*s\" (expected %s)", path, CFG_ECHO,
-                   s, list);
+        cfg_report(ld, n, "%s: unknown value \"%.*s\" (expected %s)", path, CFG_ECHO, s, list);
     return -1;
 }
 
@@ -277,8 +275,8 @@ bool cfg_is_seq(struct cfg_loader *ld, const yaml_node_t *n, const char *path)
     return false;
 }
 
-bool cfg_str_list(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
-                  cfg_item_cb check, bool lower, char ***out, size_t *count)
+bool cfg_str_list(struct cfg_loader *ld, const yaml_node_t *n, const char *path, cfg_item_cb check,
+                  bool lower, char ***out, size_t *count)
 {
     char ipath[CFG_PATH_MAX];
 
@@ -340,8 +338,8 @@ static int node_cmp(const void *pa, const void *pb, bool nocase)
 {
     const yaml_node_t *a = *(const yaml_node_t *const *)pa;
     const yaml_node_t *b = *(const yaml_node_t *const *)pb;
-    int c = fold_cmp(cfg_text(a), a->data.scalar.length, cfg_text(b),
-                     b->data.scalar.length, nocase);
+    int c =
+        fold_cmp(cfg_text(a), a->data.scalar.length, cfg_text(b), b->data.scalar.length, nocase);
     if (c)
         return c;
     /* Same text: document order, so the first occurrence leads its run. */
@@ -349,11 +347,17 @@ static int node_cmp(const void *pa, const void *pb, bool nocase)
                                                      : (a->start_mark.index > b->start_mark.index);
 }
 
-static int node_cmp_case(const void *a, const void *b) { return node_cmp(a, b, false); }
-static int node_cmp_nocase(const void *a, const void *b) { return node_cmp(a, b, true); }
+static int node_cmp_case(const void *a, const void *b)
+{
+    return node_cmp(a, b, false);
+}
+static int node_cmp_nocase(const void *a, const void *b)
+{
+    return node_cmp(a, b, true);
+}
 
-void cfg_report_dups(struct cfg_loader *ld, const yaml_node_t **nodes, size_t n,
-                     bool nocase, const char *what, const char *where)
+void cfg_report_dups(struct cfg_loader *ld, const yaml_node_t **nodes, size_t n, bool nocase,
+                     const char *what, const char *where)
 {
     if (n < 2)
         return;
@@ -362,13 +366,12 @@ void cfg_report_dups(struct cfg_loader *ld, const yaml_node_t **nodes, size_t n,
     size_t first = 0;
     for (size_t i = 1; i < n; i++) {
         const yaml_node_t *a = nodes[first], *b = nodes[i];
-        if (fold_cmp(cfg_text(a), a->data.scalar.length, cfg_text(b),
-                     b->data.scalar.length, nocase) != 0) {
+        if (fold_cmp(cfg_text(a), a->data.scalar.length, cfg_text(b), b->data.scalar.length,
+                     nocase) != 0) {
             first = i;
             continue;
         }
-        cfg_report(ld, b, "duplicate %s \"%.*s\"%s (first at line %zu, column %zu)",
-                   what, CFG_ECHO, cfg_text(b), where, a->start_mark.line + 1,
-                   a->start_mark.column + 1);
+        cfg_report(ld, b, "duplicate %s \"%.*s\"%s (first at line %zu, column %zu)", what, CFG_ECHO,
+                   cfg_text(b), where, a->start_mark.line + 1, a->start_mark.column + 1);
     }
 }

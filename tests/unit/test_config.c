@@ -24,9 +24,9 @@
 #define DEMO_TOKEN "pgt_demo_shopper_0000000000000000000000000000"
 #define DEMO_PASSWORD "payguard-demo-password"
 
-static char example_path[PATH_MAX];   /* payguard.yaml.example, absolute */
-static char data_dir[PATH_MAX];       /* tests/data/config, absolute */
-static char work_dir[PATH_MAX];       /* the temp dir the tests run in */
+static char example_path[PATH_MAX]; /* payguard.yaml.example, absolute */
+static char data_dir[PATH_MAX];     /* tests/data/config, absolute */
+static char work_dir[PATH_MAX];     /* the temp dir the tests run in */
 
 static void write_file(const char *name, const char *text)
 {
@@ -69,13 +69,13 @@ static void expect_errors_(int rc, struct pg_config *cfg, struct pg_config_error
     assert_int_equal(errs->count, 0);
 }
 
-#define EXPECT_ERRORS(yaml, ...)                                               \
-    do {                                                                       \
-        static const char *const want_[] = { __VA_ARGS__ };                    \
-        struct pg_config *cfg_;                                                \
-        struct pg_config_errors errs_;                                         \
-        int rc_ = load_text((yaml), true, &cfg_, &errs_);                      \
-        expect_errors_(rc_, cfg_, &errs_, want_, PG_ARRAY_LEN(want_));         \
+#define EXPECT_ERRORS(yaml, ...)                                                                   \
+    do {                                                                                           \
+        static const char *const want_[] = {__VA_ARGS__};                                          \
+        struct pg_config *cfg_;                                                                    \
+        struct pg_config_errors errs_;                                                             \
+        int rc_ = load_text((yaml), true, &cfg_, &errs_);                                          \
+        expect_errors_(rc_, cfg_, &errs_, want_, PG_ARRAY_LEN(want_));                             \
     } while (0)
 
 /* Loads text that must be valid; fails the test with the messages if not. */
@@ -247,10 +247,10 @@ static void example_checks_without_env_and_names_the_missing_variable(void **sta
 
 /* ---- defaults ------------------------------------------------------------ */
 
-#define MINIMAL                                                                \
-    "rails:\n"                                                                 \
-    "  stripe:\n"                                                              \
-    "    upstream: https://api.stripe.com\n"                                   \
+#define MINIMAL                                                                                    \
+    "rails:\n"                                                                                     \
+    "  stripe:\n"                                                                                  \
+    "    upstream: https://api.stripe.com\n"                                                       \
     "    secret: env:PG_TEST_RAIL_KEY\n"
 
 static void defaults_fill_what_the_file_leaves_out(void **state)
@@ -310,36 +310,35 @@ static void defaults_fill_what_the_file_leaves_out(void **state)
 static void explicit_values_override_defaults(void **state)
 {
     (void)state;
-    struct pg_config *cfg = load_ok(
-        "listen:\n"
-        "  agents: 0.0.0.0:0\n"
-        "  admin: \"[::1]:9000\"\n"
-        "  tls: {cert: a.crt, key: a.key, client_ca: ca.pem}\n"
-        "data_dir: /srv/pg\n"
-        "master_key_env: MY_KEY\n"
-        "log_file: ~\n"
-        "limits:\n"
-        "  header_bytes: 4096\n"
-        "  max_headers: 50\n"
-        "  body_bytes: 2048\n"
-        "  header_timeout_ms: 500\n"
-        "  body_timeout_ms: 600\n"
-        "  idle_timeout_ms: 700\n"
-        "  drain_timeout_ms: 0\n"
-        "  max_connections: 3\n"
-        "  auth_failures: 5\n"
-        "rails:\n"
-        "  pay:\n"
-        "    preset: adyen\n"
-        "    upstream: https://API.Example.com:8443/\n"
-        "    secret: env:PG_TEST_RAIL_KEY\n"
-        "    ca_file: ca.pem\n"
-        "    tls_min: 1.3\n"
-        "    timeout_ms: 1000\n"
-        "    connect_timeout_ms: 200\n"
-        "    unmatched: pass\n"
-        "    pool_size: 0\n",
-        true);
+    struct pg_config *cfg = load_ok("listen:\n"
+                                    "  agents: 0.0.0.0:0\n"
+                                    "  admin: \"[::1]:9000\"\n"
+                                    "  tls: {cert: a.crt, key: a.key, client_ca: ca.pem}\n"
+                                    "data_dir: /srv/pg\n"
+                                    "master_key_env: MY_KEY\n"
+                                    "log_file: ~\n"
+                                    "limits:\n"
+                                    "  header_bytes: 4096\n"
+                                    "  max_headers: 50\n"
+                                    "  body_bytes: 2048\n"
+                                    "  header_timeout_ms: 500\n"
+                                    "  body_timeout_ms: 600\n"
+                                    "  idle_timeout_ms: 700\n"
+                                    "  drain_timeout_ms: 0\n"
+                                    "  max_connections: 3\n"
+                                    "  auth_failures: 5\n"
+                                    "rails:\n"
+                                    "  pay:\n"
+                                    "    preset: adyen\n"
+                                    "    upstream: https://API.Example.com:8443/\n"
+                                    "    secret: env:PG_TEST_RAIL_KEY\n"
+                                    "    ca_file: ca.pem\n"
+                                    "    tls_min: 1.3\n"
+                                    "    timeout_ms: 1000\n"
+                                    "    connect_timeout_ms: 200\n"
+                                    "    unmatched: pass\n"
+                                    "    pool_size: 0\n",
+                                    true);
     assert_string_equal(cfg->listen_agents.text, "0.0.0.0:0");
     assert_int_equal(port_of(&cfg->listen_agents), 0);
     assert_int_equal(cfg->listen_admin.sa.ss_family, AF_INET6);
@@ -414,28 +413,28 @@ static void addr_parse_refuses_the_rest(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "127.0.0.1",        /* missing port */
-        "127.0.0.1:",       /* empty port */
-        "127.0.0.1:70000",  /* port out of range */
+        "127.0.0.1",       /* missing port */
+        "127.0.0.1:",      /* empty port */
+        "127.0.0.1:70000", /* port out of range */
         "127.0.0.1:-1",
         "127.0.0.1:80x",
         "127.0.0.1:99999999999999999999",
-        "localhost:8402",   /* names are refused */
+        "localhost:8402", /* names are refused */
         ":8402",
-        "::1:8402",         /* v6 without brackets */
+        "::1:8402", /* v6 without brackets */
         "[::1]8402",
         "[::1]",
         "[::1:8402",
         "[127.0.0.1]:80",
         "[]:80",
-        "127.1:80",         /* inet_aton shorthand is not an address here */
+        "127.1:80", /* inet_aton shorthand is not an address here */
         "256.0.0.1:80",
         "",
         " 127.0.0.1:80",
         "[fe80::1%eth0]:80",
     };
     for (size_t i = 0; i < PG_ARRAY_LEN(bad); i++) {
-        struct pg_addr a = { .text = NULL };
+        struct pg_addr a = {.text = NULL};
         if (pg_addr_parse(bad[i], &a) != PG_EPARSE)
             fail_msg("accepted \"%s\"", bad[i]);
         assert_null(a.text); /* untouched */
@@ -450,21 +449,18 @@ static void listen_problems_are_reported_in_place(void **state)
     EXPECT_ERRORS("listen:\n"
                   "  agents: localhost:8402\n"
                   "  admin: 127.0.0.1:70000\n"
-                  "  tls: {cert: a.crt}\n"
-                  MINIMAL,
+                  "  tls: {cert: a.crt}\n" MINIMAL,
                   "payguard.yaml:2:11: listen.agents: \"localhost:8402\": host must be a "
                   "numeric IP address, not a name (e.g. 127.0.0.1:8402 or [::1]:8402)",
                   "payguard.yaml:3:10: listen.admin: \"127.0.0.1:70000\": port must be a "
                   "number from 0 to 65535",
                   "payguard.yaml:4:8: missing required key \"key\" in listen.tls");
     EXPECT_ERRORS("listen:\n"
-                  "  admin: 127.0.0.1:8402\n"
-                  MINIMAL,
+                  "  admin: 127.0.0.1:8402\n" MINIMAL,
                   "payguard.yaml:2:10: listen: agents and admin are both 127.0.0.1:8402; "
                   "the admin API needs its own port");
     /* Port 0 twice is fine: each listener gets its own. */
-    pg_config_free(load_ok("listen: {agents: 127.0.0.1:0, admin: 127.0.0.1:0}\n" MINIMAL,
-                           true));
+    pg_config_free(load_ok("listen: {agents: 127.0.0.1:0, admin: 127.0.0.1:0}\n" MINIMAL, true));
 }
 
 /* ---- unknown keys, types, required keys, duplicates -------------------- */
@@ -520,9 +516,8 @@ static void wrong_types_are_named(void **state)
                   "got a list",
                   "payguard.yaml:12:9: agents: expected a list (e.g. [a, b] or lines "
                   "starting with \"- \"), got a mapping");
-    EXPECT_ERRORS("- rails\n",
-                  "payguard.yaml:1:1: the top level must be a mapping of sections "
-                  "(listen:, rails:, agents:, ...), got a list");
+    EXPECT_ERRORS("- rails\n", "payguard.yaml:1:1: the top level must be a mapping of sections "
+                               "(listen:, rails:, agents:, ...), got a list");
 }
 
 static void required_keys_are_reported_where_they_belong(void **state)
@@ -530,8 +525,7 @@ static void required_keys_are_reported_where_they_belong(void **state)
     (void)state;
     EXPECT_ERRORS("data_dir: ./var\n",
                   "payguard.yaml:1:1: missing required top-level key \"rails\"");
-    EXPECT_ERRORS("rails: {}\n",
-                  "payguard.yaml:1:8: rails: at least one rail is required");
+    EXPECT_ERRORS("rails: {}\n", "payguard.yaml:1:8: rails: at least one rail is required");
     EXPECT_ERRORS("rails:\n"
                   "  stripe:\n"
                   "    upstream: https://api.stripe.com\n"
@@ -575,20 +569,20 @@ static void duplicate_keys_in_a_mapping(void **state)
 static void duplicate_rail_org_and_policy_names(void **state)
 {
     (void)state;
-    EXPECT_ERRORS(MINIMAL
-                  "  stripe:\n"
-                  "    upstream: https://api.stripe.com\n"
-                  "    secret: env:PG_TEST_RAIL_KEY\n"
-                  "orgs:\n"
-                  "  acme: {}\n"
-                  "  acme: {timezone: UTC}\n"
-                  "policies:\n"
-                  "  p: {}\n"
-                  "  p: {}\n",
-                  "payguard.yaml:5:3: duplicate rail \"stripe\" in rails (first at line 2, column 3)",
-                  "payguard.yaml:10:3: duplicate org \"acme\" in orgs (first at line 9, column 3)",
-                  "payguard.yaml:13:3: duplicate policy \"p\" in policies "
-                  "(first at line 12, column 3)");
+    EXPECT_ERRORS(
+        MINIMAL "  stripe:\n"
+                "    upstream: https://api.stripe.com\n"
+                "    secret: env:PG_TEST_RAIL_KEY\n"
+                "orgs:\n"
+                "  acme: {}\n"
+                "  acme: {timezone: UTC}\n"
+                "policies:\n"
+                "  p: {}\n"
+                "  p: {}\n",
+        "payguard.yaml:5:3: duplicate rail \"stripe\" in rails (first at line 2, column 3)",
+        "payguard.yaml:10:3: duplicate org \"acme\" in orgs (first at line 9, column 3)",
+        "payguard.yaml:13:3: duplicate policy \"p\" in policies "
+        "(first at line 12, column 3)");
 }
 
 static void duplicate_agent_ids_and_user_emails(void **state)
@@ -611,37 +605,36 @@ static void duplicate_agent_ids_and_user_emails(void **state)
 static void references_must_name_defined_things(void **state)
 {
     (void)state;
-    EXPECT_ERRORS(MINIMAL
-                  "orgs: {acme: {}, beta: {}}\n"
-                  "policies: {default: {}}\n"
-                  "agents:\n"
-                  "  - id: a\n"
-                  "    org: acmee\n"
-                  "    token: \"" HASH "\"\n"
-                  "    rails: [stripe, strpe, zzz, stripe]\n"
-                  "    policy: defualt\n"
-                  "  - id: b\n"
-                  "    org: gamma\n"
-                  "    token: \"" HASH "\"\n"
-                  "    rails: []\n"
-                  "    policy: strict\n",
-                  "payguard.yaml:9:10: agents[0].org: unknown org \"acmee\" (did you mean \"acme\"?)",
-                  "payguard.yaml:11:21: agents[0].rails[1]: unknown rail \"strpe\" "
-                  "(did you mean \"stripe\"?)",
-                  "payguard.yaml:11:28: agents[0].rails[2]: unknown rail \"zzz\" "
-                  "(defined rails: stripe)",
-                  "payguard.yaml:11:33: duplicate entry \"stripe\" in agents[0].rails "
-                  "(first at line 11, column 13)",
-                  "payguard.yaml:12:13: agents[0].policy: unknown policy \"defualt\" "
-                  "(did you mean \"default\"?)",
-                  "payguard.yaml:14:10: agents[1].org: unknown org \"gamma\" "
-                  "(defined orgs: acme, beta)",
-                  "payguard.yaml:16:12: agents[1].rails: list at least one rail the agent may use",
-                  "payguard.yaml:17:13: agents[1].policy: unknown policy \"strict\" "
-                  "(defined policys: default)");
-    EXPECT_ERRORS(MINIMAL
-                  "users:\n"
-                  "  - {email: a@b.c, org: acme, role: approver, password: \"" HASH "\"}\n",
+    EXPECT_ERRORS(
+        MINIMAL "orgs: {acme: {}, beta: {}}\n"
+                "policies: {default: {}}\n"
+                "agents:\n"
+                "  - id: a\n"
+                "    org: acmee\n"
+                "    token: \"" HASH "\"\n"
+                "    rails: [stripe, strpe, zzz, stripe]\n"
+                "    policy: defualt\n"
+                "  - id: b\n"
+                "    org: gamma\n"
+                "    token: \"" HASH "\"\n"
+                "    rails: []\n"
+                "    policy: strict\n",
+        "payguard.yaml:9:10: agents[0].org: unknown org \"acmee\" (did you mean \"acme\"?)",
+        "payguard.yaml:11:21: agents[0].rails[1]: unknown rail \"strpe\" "
+        "(did you mean \"stripe\"?)",
+        "payguard.yaml:11:28: agents[0].rails[2]: unknown rail \"zzz\" "
+        "(defined rails: stripe)",
+        "payguard.yaml:11:33: duplicate entry \"stripe\" in agents[0].rails "
+        "(first at line 11, column 13)",
+        "payguard.yaml:12:13: agents[0].policy: unknown policy \"defualt\" "
+        "(did you mean \"default\"?)",
+        "payguard.yaml:14:10: agents[1].org: unknown org \"gamma\" "
+        "(defined orgs: acme, beta)",
+        "payguard.yaml:16:12: agents[1].rails: list at least one rail the agent may use",
+        "payguard.yaml:17:13: agents[1].policy: unknown policy \"strict\" "
+        "(defined policies: default)");
+    EXPECT_ERRORS(MINIMAL "users:\n"
+                          "  - {email: a@b.c, org: acme, role: approver, password: \"" HASH "\"}\n",
                   "payguard.yaml:6:25: users[0].org: unknown org \"acme\" (no orgs are defined)");
 }
 
@@ -809,13 +802,13 @@ static void upstream_urls_split_into_host_and_port(void **state)
         const char *url, *host, *hostport;
         uint16_t port;
     } good[] = {
-        { "https://api.stripe.com", "api.stripe.com", "api.stripe.com", 443 },
-        { "https://api.stripe.com/", "api.stripe.com", "api.stripe.com", 443 },
-        { "HTTPS://Api.Stripe.COM:443", "api.stripe.com", "api.stripe.com", 443 },
-        { "https://10.1.2.3:8443", "10.1.2.3", "10.1.2.3:8443", 8443 },
-        { "https://[::1]:12111/", "::1", "[::1]:12111", 12111 },
-        { "https://[2001:db8::1]", "2001:db8::1", "[2001:db8::1]", 443 },
-        { "https://rail_1.internal:1", "rail_1.internal", "rail_1.internal:1", 1 },
+        {"https://api.stripe.com", "api.stripe.com", "api.stripe.com", 443},
+        {"https://api.stripe.com/", "api.stripe.com", "api.stripe.com", 443},
+        {"HTTPS://Api.Stripe.COM:443", "api.stripe.com", "api.stripe.com", 443},
+        {"https://10.1.2.3:8443", "10.1.2.3", "10.1.2.3:8443", 8443},
+        {"https://[::1]:12111/", "::1", "[::1]:12111", 12111},
+        {"https://[2001:db8::1]", "2001:db8::1", "[2001:db8::1]", 443},
+        {"https://rail_1.internal:1", "rail_1.internal", "rail_1.internal:1", 1},
     };
     char yaml[512];
 
@@ -839,30 +832,31 @@ static void upstream_urls_refused(void **state)
     static const struct {
         const char *url, *why;
     } bad[] = {
-        { "https://api.stripe.com/v1", "must not have a path (got \"/v1\"); agents' "
-                                       "request paths are forwarded as they are" },
-        { "https://api.stripe.com?x=1", "must not have a ?query" },
-        { "https://api.stripe.com/#top", "\"https://api.stripe.com/#top\" must not have a #fragment" },
-        { "https://user:pw@api.stripe.com", "\"https://user:pw@api.stripe.com\" must not "
-                                            "contain user information (user@): credentials "
-                                            "belong in secret:" },
-        { "ftp://api.stripe.com", "\"ftp://api.stripe.com\" must be an https:// URL "
-                                  "(e.g. https://api.stripe.com)" },
-        { "api.stripe.com", "\"api.stripe.com\" must be an https:// URL "
-                            "(e.g. https://api.stripe.com)" },
-        { "https://", "\"https://\" missing host" },
-        { "https://:443", "\"https://:443\" missing host" },
-        { "https://api.stripe.com:0", "\"https://api.stripe.com:0\" port must be a number "
-                                      "from 1 to 65535" },
-        { "https://api.stripe.com:70000", "\"https://api.stripe.com:70000\" port must be a "
-                                          "number from 1 to 65535" },
-        { "https://1.2.3:443", "\"https://1.2.3:443\" not a valid IPv4 address (expected "
-                               "four numbers like 10.0.0.1)" },
-        { "https://api..stripe.com", "\"https://api..stripe.com\" host name has an empty "
-                                     "label (\"..\" or a leading/trailing dot)" },
-        { "https://[::g]:443", "\"https://[::g]:443\" not a valid IPv6 address (zone ids "
-                               "like %eth0 are not supported)" },
-        { "https://ex%61mple.com", "\"https://ex%61mple.com\" host must not be percent-encoded" },
+        {"https://api.stripe.com/v1", "must not have a path (got \"/v1\"); agents' "
+                                      "request paths are forwarded as they are"},
+        {"https://api.stripe.com?x=1", "must not have a ?query"},
+        {"https://api.stripe.com/#top",
+         "\"https://api.stripe.com/#top\" must not have a #fragment"},
+        {"https://user:pw@api.stripe.com", "\"https://user:pw@api.stripe.com\" must not "
+                                           "contain user information (user@): credentials "
+                                           "belong in secret:"},
+        {"ftp://api.stripe.com", "\"ftp://api.stripe.com\" must be an https:// URL "
+                                 "(e.g. https://api.stripe.com)"},
+        {"api.stripe.com", "\"api.stripe.com\" must be an https:// URL "
+                           "(e.g. https://api.stripe.com)"},
+        {"https://", "\"https://\" missing host"},
+        {"https://:443", "\"https://:443\" missing host"},
+        {"https://api.stripe.com:0", "\"https://api.stripe.com:0\" port must be a number "
+                                     "from 1 to 65535"},
+        {"https://api.stripe.com:70000", "\"https://api.stripe.com:70000\" port must be a "
+                                         "number from 1 to 65535"},
+        {"https://1.2.3:443", "\"https://1.2.3:443\" not a valid IPv4 address (expected "
+                              "four numbers like 10.0.0.1)"},
+        {"https://api..stripe.com", "\"https://api..stripe.com\" host name has an empty "
+                                    "label (\"..\" or a leading/trailing dot)"},
+        {"https://[::g]:443", "\"https://[::g]:443\" not a valid IPv6 address (zone ids "
+                              "like %eth0 are not supported)"},
+        {"https://ex%61mple.com", "\"https://ex%61mple.com\" host must not be percent-encoded"},
     };
     char yaml[512], want[512];
 
@@ -874,7 +868,7 @@ static void upstream_urls_refused(void **state)
                  bad[i].url);
         snprintf(want, sizeof want, "payguard.yaml:3:15: rails.stripe.upstream: %s", bad[i].why);
         int rc = load_text(yaml, true, &cfg, &errs);
-        const char *const w[] = { want };
+        const char *const w[] = {want};
         expect_errors_(rc, cfg, &errs, w, 1);
     }
 }
@@ -1025,21 +1019,21 @@ static void unreadable_files_are_reported(void **state)
 static void policy_values_are_checked_and_kept(void **state)
 {
     (void)state;
-    struct pg_config *cfg = load_ok(MINIMAL
-                                    "policies:\n"
-                                    "  p:\n"
-                                    "    currency: EUR\n"
-                                    "    per_transaction: 0.5\n"
-                                    "    daily: \"1000\"\n"
-                                    "    monthly: \"123456789012345.125\"\n"
-                                    "    merchants: {deny: [\"acct_bad*\", \"?x\"]}\n"
-                                    "    hours: {days: \"Mon-Wed,sat\", from: \"00:00\", to: \"24:00\"}\n"
-                                    "    velocity: {max: 3, per: 2h}\n"
-                                    "    currencies: [EUR, usd]\n"
-                                    "    operations: [read]\n"
-                                    "    refunds_restore: true\n"
-                                    "  empty:\n",
-                                    true);
+    struct pg_config *cfg =
+        load_ok(MINIMAL "policies:\n"
+                        "  p:\n"
+                        "    currency: EUR\n"
+                        "    per_transaction: 0.5\n"
+                        "    daily: \"1000\"\n"
+                        "    monthly: \"123456789012345.125\"\n"
+                        "    merchants: {deny: [\"acct_bad*\", \"?x\"]}\n"
+                        "    hours: {days: \"Mon-Wed,sat\", from: \"00:00\", to: \"24:00\"}\n"
+                        "    velocity: {max: 3, per: 2h}\n"
+                        "    currencies: [EUR, usd]\n"
+                        "    operations: [read]\n"
+                        "    refunds_restore: true\n"
+                        "  empty:\n",
+                true);
     const struct pg_policy_spec *p = pg_config_policy(cfg, PG_SLICE("p"));
     assert_string_equal(p->currency, "eur");
     assert_string_equal(p->per_transaction, "0.5");
@@ -1077,59 +1071,59 @@ static void policy_values_are_checked_and_kept(void **state)
 static void policy_problems(void **state)
 {
     (void)state;
-    EXPECT_ERRORS(MINIMAL
-                  "policies:\n"
-                  "  p:\n"
-                  "    currency: us\n"
-                  "    per_transaction: \"1.2345\"\n"
-                  "    daily: \"-5\"\n"
-                  "    weekly: \".5\"\n"
-                  "    monthly: 1e3\n"
-                  "    approval_above: \"1234567890123456\"\n"
-                  "    hours: {days: \"mon-tue,tue\", from: \"20:00\", to: \"08:00\"}\n"
-                  "    velocity: {max: 0, per: 0s}\n"
-                  "    currencies: [usd, USD, euro]\n"
-                  "    operations: [payment, refnd, payment]\n"
-                  "    merchants: {allow: [\"a b\"], block: []}\n"
-                  "  q:\n"
-                  "    daily: \"10\"\n"
-                  "    hours: {days: weekdays, to: \"8\"}\n"
-                  "    velocity: {per: 1m}\n",
-                  "payguard.yaml:7:15: policies.p.currency: \"us\" must be a 3-letter ISO 4217 "
-                  "currency code like usd or eur",
-                  "payguard.yaml:8:22: policies.p.per_transaction: \"1.2345\" has more than 3 decimals",
-                  "payguard.yaml:9:12: policies.p.daily: \"-5\" must be a decimal amount like "
-                  "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
-                  "payguard.yaml:10:13: policies.p.weekly: \".5\" must be a decimal amount like "
-                  "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
-                  "payguard.yaml:11:14: policies.p.monthly: \"1e3\" must be a decimal amount like "
-                  "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
-                  "payguard.yaml:12:21: policies.p.approval_above: \"1234567890123456\" is too "
-                  "large (more than 15 digits before the '.')",
-                  "payguard.yaml:13:19: policies.p.hours.days: \"mon-tue,tue\" names a day twice",
-                  "payguard.yaml:13:53: policies.p.hours.to: must be later than from (\"08:00\" "
-                  "is not after \"20:00\"; windows across midnight are not supported)",
-                  "payguard.yaml:14:21: policies.p.velocity.max: must be between 1 and 1000000, got 0",
-                  "payguard.yaml:14:29: policies.p.velocity.per: \"0s\" must be longer than 0",
-                  "payguard.yaml:15:23: duplicate entry \"USD\" in policies.p.currencies "
-                  "(first at line 15, column 18)",
-                  "payguard.yaml:15:28: policies.p.currencies[2]: \"euro\" must be a 3-letter "
-                  "ISO 4217 currency code like usd or eur",
-                  "payguard.yaml:16:27: policies.p.operations[1]: unknown value \"refnd\" (did "
-                  "you mean \"refund\"? expected payment, refund, transfer, payout, config or read)",
-                  "payguard.yaml:16:34: duplicate entry \"payment\" in policies.p.operations "
-                  "(first at line 16, column 18)",
-                  "payguard.yaml:17:25: policies.p.merchants.allow[0]: pattern may only contain "
-                  "printable ASCII without spaces",
-                  "payguard.yaml:17:33: unknown key \"block\" in policies.p.merchants",
-                  "payguard.yaml:19:5: policies.q: amounts need a currency: add \"currency: usd\" "
-                  "(the currency the limits are written in)",
-                  "payguard.yaml:20:12: missing required key \"from\" in policies.q.hours",
-                  "payguard.yaml:20:19: policies.q.hours.days: \"weekdays\" must list days like "
-                  "\"mon-fri\" or \"mon,wed,sat\" (names mon tue wed thu fri sat sun)",
-                  "payguard.yaml:20:33: policies.q.hours.to: \"8\" must be a time of day as "
-                  "\"HH:MM\" (24-hour clock, e.g. \"08:00\")",
-                  "payguard.yaml:21:15: missing required key \"max\" in policies.q.velocity");
+    EXPECT_ERRORS(
+        MINIMAL "policies:\n"
+                "  p:\n"
+                "    currency: us\n"
+                "    per_transaction: \"1.2345\"\n"
+                "    daily: \"-5\"\n"
+                "    weekly: \".5\"\n"
+                "    monthly: 1e3\n"
+                "    approval_above: \"1234567890123456\"\n"
+                "    hours: {days: \"mon-tue,tue\", from: \"20:00\", to: \"08:00\"}\n"
+                "    velocity: {max: 0, per: 0s}\n"
+                "    currencies: [usd, USD, euro]\n"
+                "    operations: [payment, refnd, payment]\n"
+                "    merchants: {allow: [\"a b\"], block: []}\n"
+                "  q:\n"
+                "    daily: \"10\"\n"
+                "    hours: {days: weekdays, to: \"8\"}\n"
+                "    velocity: {per: 1m}\n",
+        "payguard.yaml:7:15: policies.p.currency: \"us\" must be a 3-letter ISO 4217 "
+        "currency code like usd or eur",
+        "payguard.yaml:8:22: policies.p.per_transaction: \"1.2345\" has more than 3 decimals",
+        "payguard.yaml:9:12: policies.p.daily: \"-5\" must be a decimal amount like "
+        "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
+        "payguard.yaml:10:13: policies.p.weekly: \".5\" must be a decimal amount like "
+        "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
+        "payguard.yaml:11:14: policies.p.monthly: \"1e3\" must be a decimal amount like "
+        "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
+        "payguard.yaml:12:21: policies.p.approval_above: \"1234567890123456\" is too "
+        "large (more than 15 digits before the '.')",
+        "payguard.yaml:13:19: policies.p.hours.days: \"mon-tue,tue\" names a day twice",
+        "payguard.yaml:13:53: policies.p.hours.to: must be later than from (\"08:00\" "
+        "is not after \"20:00\"; windows across midnight are not supported)",
+        "payguard.yaml:14:21: policies.p.velocity.max: must be between 1 and 1000000, got 0",
+        "payguard.yaml:14:29: policies.p.velocity.per: \"0s\" must be longer than 0",
+        "payguard.yaml:15:23: duplicate entry \"USD\" in policies.p.currencies "
+        "(first at line 15, column 18)",
+        "payguard.yaml:15:28: policies.p.currencies[2]: \"euro\" must be a 3-letter "
+        "ISO 4217 currency code like usd or eur",
+        "payguard.yaml:16:27: policies.p.operations[1]: unknown value \"refnd\" (did "
+        "you mean \"refund\"? expected payment, refund, transfer, payout, config or read)",
+        "payguard.yaml:16:34: duplicate entry \"payment\" in policies.p.operations "
+        "(first at line 16, column 18)",
+        "payguard.yaml:17:25: policies.p.merchants.allow[0]: pattern may only contain "
+        "printable ASCII without spaces",
+        "payguard.yaml:17:33: unknown key \"block\" in policies.p.merchants",
+        "payguard.yaml:19:5: policies.q: amounts need a currency: add \"currency: usd\" "
+        "(the currency the limits are written in)",
+        "payguard.yaml:20:12: missing required key \"from\" in policies.q.hours",
+        "payguard.yaml:20:19: policies.q.hours.days: \"weekdays\" must list days like "
+        "\"mon-fri\" or \"mon,wed,sat\" (names mon tue wed thu fri sat sun)",
+        "payguard.yaml:20:33: policies.q.hours.to: \"8\" must be a time of day as "
+        "\"HH:MM\" (24-hour clock, e.g. \"08:00\")",
+        "payguard.yaml:21:15: missing required key \"max\" in policies.q.velocity");
 }
 
 /* ---- orgs, users, agents, webhooks ------------------------------------ */
@@ -1137,11 +1131,10 @@ static void policy_problems(void **state)
 static void timezones_must_exist_and_stay_inside_zoneinfo(void **state)
 {
     (void)state;
-    struct pg_config *cfg = load_ok(MINIMAL
-                                    "orgs:\n"
-                                    "  a: {timezone: America/Argentina/Buenos_Aires}\n"
-                                    "  b: {timezone: UTC}\n"
-                                    "  c: {timezone: Etc/GMT+5}\n",
+    struct pg_config *cfg = load_ok(MINIMAL "orgs:\n"
+                                            "  a: {timezone: America/Argentina/Buenos_Aires}\n"
+                                            "  b: {timezone: UTC}\n"
+                                            "  c: {timezone: Etc/GMT+5}\n",
                                     true);
     assert_string_equal(pg_config_org(cfg, PG_SLICE("a"))->timezone,
                         "America/Argentina/Buenos_Aires");
@@ -1149,16 +1142,15 @@ static void timezones_must_exist_and_stay_inside_zoneinfo(void **state)
     assert_null(pg_config_org(cfg, PG_SLICE("d")));
     pg_config_free(cfg);
 
-    EXPECT_ERRORS(MINIMAL
-                  "orgs:\n"
-                  "  a: {timezone: ../../../etc/passwd}\n"
-                  "  b: {timezone: /etc/localtime}\n"
-                  "  c: {timezone: Europe/../../etc/passwd}\n"
-                  "  d: {timezone: Europe/Pariss}\n"
-                  "  e: {timezone: zone.tab}\n"
-                  "  f: {timezone: Europe}\n"
-                  "  g: {timezone: \"Europe/Paris extra\"}\n"
-                  "  h/i: {}\n",
+    EXPECT_ERRORS(MINIMAL "orgs:\n"
+                          "  a: {timezone: ../../../etc/passwd}\n"
+                          "  b: {timezone: /etc/localtime}\n"
+                          "  c: {timezone: Europe/../../etc/passwd}\n"
+                          "  d: {timezone: Europe/Pariss}\n"
+                          "  e: {timezone: zone.tab}\n"
+                          "  f: {timezone: Europe}\n"
+                          "  g: {timezone: \"Europe/Paris extra\"}\n"
+                          "  h/i: {}\n",
                   "payguard.yaml:6:17: orgs.a.timezone: \"../../../etc/passwd\" must be an IANA "
                   "timezone name like Europe/Paris, not a path",
                   "payguard.yaml:7:17: orgs.b.timezone: \"/etc/localtime\" must be an IANA "
@@ -1180,15 +1172,15 @@ static void timezones_must_exist_and_stay_inside_zoneinfo(void **state)
 static void users_are_checked(void **state)
 {
     (void)state;
-    struct pg_config *cfg = load_ok(MINIMAL
-                                    "orgs: {acme: {}}\n"
-                                    "users:\n"
-                                    "  - email: ana@acme.test\n"
-                                    "    org: acme\n"
-                                    "    role: owner\n"
-                                    "    password: \"$2y$12$c8EmyI6MDiMPvJLosKpHqexPVqnbKkkrngcWQCn08gdpBLQ6b1xyG\"\n"
-                                    "    totp: sealed:v1:c2VlZA\n",
-                                    true);
+    struct pg_config *cfg = load_ok(
+        MINIMAL "orgs: {acme: {}}\n"
+                "users:\n"
+                "  - email: ana@acme.test\n"
+                "    org: acme\n"
+                "    role: owner\n"
+                "    password: \"$2y$12$c8EmyI6MDiMPvJLosKpHqexPVqnbKkkrngcWQCn08gdpBLQ6b1xyG\"\n"
+                "    totp: sealed:v1:c2VlZA\n",
+        true);
     assert_int_equal(cfg->users[0].role, PG_ROLE_OWNER);
     assert_string_equal(cfg->users[0].org, "acme");
     assert_string_equal(cfg->users[0].totp_ref, "sealed:v1:c2VlZA");
@@ -1217,8 +1209,8 @@ static void users_are_checked(void **state)
                   "approver, admin or owner)",
                   "payguard.yaml:10:15: users[0].password: must be the bcrypt hash of the "
                   "password, not the password itself (make one with htpasswd -nbBC 12 '' PASSWORD)",
-                  "payguard.yaml:11:11: users[0].totp: must be a sealed value (\"sealed:v1:...\") "
-                  "(TOTP seeds are stored sealed)",
+                  "payguard.yaml:11:11: users[0].totp: must be a sealed value (\"sealed:v1:...\"); "
+                  "TOTP seeds are stored sealed",
                   "payguard.yaml:15:15: users[1].password: is not a complete bcrypt hash "
                   "(a $2b$ hash is 60 characters long)",
                   "payguard.yaml:19:15: users[2].password: bcrypt cost must be between 04 and 31",
@@ -1228,23 +1220,22 @@ static void users_are_checked(void **state)
 static void agents_are_checked(void **state)
 {
     (void)state;
-    struct pg_config *cfg = load_ok(MINIMAL
-                                    "  adyen:\n"
-                                    "    upstream: https://checkout-test.adyen.com\n"
-                                    "    secret: env:PG_TEST_RAIL_KEY\n"
-                                    "orgs: {acme: {}}\n"
-                                    "agents:\n"
-                                    "  - id: bot-1.a_b\n"
-                                    "    org: acme\n"
-                                    "    token: \"" HASH "\"\n"
-                                    "    rails: [adyen, stripe]\n"
-                                    "    expires: 2027-01-01T00:00:00Z\n"
-                                    "    revoked: true\n"
-                                    "  - id: leap\n"
-                                    "    org: acme\n"
-                                    "    token: \"" HASH "\"\n"
-                                    "    rails: [stripe]\n"
-                                    "    expires: \"2028-02-29T12:34:56.789Z\"\n",
+    struct pg_config *cfg = load_ok(MINIMAL "  adyen:\n"
+                                            "    upstream: https://checkout-test.adyen.com\n"
+                                            "    secret: env:PG_TEST_RAIL_KEY\n"
+                                            "orgs: {acme: {}}\n"
+                                            "agents:\n"
+                                            "  - id: bot-1.a_b\n"
+                                            "    org: acme\n"
+                                            "    token: \"" HASH "\"\n"
+                                            "    rails: [adyen, stripe]\n"
+                                            "    expires: 2027-01-01T00:00:00Z\n"
+                                            "    revoked: true\n"
+                                            "  - id: leap\n"
+                                            "    org: acme\n"
+                                            "    token: \"" HASH "\"\n"
+                                            "    rails: [stripe]\n"
+                                            "    expires: \"2028-02-29T12:34:56.789Z\"\n",
                                     true);
     const struct pg_agent *a = pg_config_agent(cfg, PG_SLICE("bot-1.a_b"));
     assert_non_null(a);
@@ -1260,26 +1251,25 @@ static void agents_are_checked(void **state)
     assert_non_null(pg_config_agent(cfg, pg_slice_of("leapfrog", 4)));
     pg_config_free(cfg);
 
-    EXPECT_ERRORS(MINIMAL
-                  "orgs: {acme: {}}\n"
-                  "agents:\n"
-                  "  - id: \"has space\"\n"
-                  "    org: acme\n"
-                  "    token: \"" HASH "\"\n"
-                  "    rails: stripe\n"
-                  "    expires: 2027-02-29T00:00:00Z\n"
-                  "    revoked: 1\n"
-                  "    role: admin\n"
-                  "  - id: b\n"
-                  "    org: acme\n"
-                  "    token: \"" HASH "\"\n"
-                  "    rails: [stripe]\n"
-                  "    expires: 2027-01-01T00:00:00.Z\n"
-                  "  - id: c\n"
-                  "    org: acme\n"
-                  "    token: \"" HASH "\"\n"
-                  "    rails: [stripe]\n"
-                  "    expires: 2027-01-01 00:00:00\n",
+    EXPECT_ERRORS(MINIMAL "orgs: {acme: {}}\n"
+                          "agents:\n"
+                          "  - id: \"has space\"\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: stripe\n"
+                          "    expires: 2027-02-29T00:00:00Z\n"
+                          "    revoked: 1\n"
+                          "    role: admin\n"
+                          "  - id: b\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: [stripe]\n"
+                          "    expires: 2027-01-01T00:00:00.Z\n"
+                          "  - id: c\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: [stripe]\n"
+                          "    expires: 2027-01-01 00:00:00\n",
                   "payguard.yaml:7:9: agents[0].id: \"has space\" may only contain letters, "
                   "digits, '_', '-' and '.'",
                   "payguard.yaml:10:12: agents[0].rails: expected a list (e.g. [a, b] or lines "
@@ -1298,11 +1288,10 @@ static void webhooks_are_checked(void **state)
 {
     (void)state;
     assert_int_equal(setenv("PG_TEST_WH", "whsec_test", 1), 0);
-    struct pg_config *cfg = load_ok(MINIMAL
-                                    "webhooks:\n"
-                                    "  - url: https://hooks.acme.test/payguard\n"
-                                    "    secret: env:PG_TEST_WH\n"
-                                    "    events: [approval.requested, audit.broken]\n",
+    struct pg_config *cfg = load_ok(MINIMAL "webhooks:\n"
+                                            "  - url: https://hooks.acme.test/payguard\n"
+                                            "    secret: env:PG_TEST_WH\n"
+                                            "    events: [approval.requested, audit.broken]\n",
                                     true);
     assert_int_equal(cfg->nwebhooks, 1);
     assert_string_equal(cfg->webhooks[0].url, "https://hooks.acme.test/payguard");
@@ -1311,15 +1300,14 @@ static void webhooks_are_checked(void **state)
     assert_string_equal(cfg->webhooks[0].events[1], "audit.broken");
     pg_config_free(cfg);
 
-    EXPECT_ERRORS(MINIMAL
-                  "webhooks:\n"
-                  "  - url: http://hooks.acme.test/payguard\n"
-                  "    secret: env:PG_TEST_WH\n"
-                  "    events: [payment.denied, payment.deniedd]\n"
-                  "  - url: https://hooks.acme.test\n"
-                  "    secret: env:PG_TEST_WH\n"
-                  "    events: []\n"
-                  "  - {}\n",
+    EXPECT_ERRORS(MINIMAL "webhooks:\n"
+                          "  - url: http://hooks.acme.test/payguard\n"
+                          "    secret: env:PG_TEST_WH\n"
+                          "    events: [payment.denied, payment.deniedd]\n"
+                          "  - url: https://hooks.acme.test\n"
+                          "    secret: env:PG_TEST_WH\n"
+                          "    events: []\n"
+                          "  - {}\n",
                   "payguard.yaml:6:10: webhooks[0].url: webhook targets must use https://",
                   "payguard.yaml:8:30: webhooks[0].events[1]: unknown value \"payment.deniedd\" "
                   "(did you mean \"payment.denied\"? expected approval.requested, "
@@ -1334,17 +1322,17 @@ static void webhooks_are_checked(void **state)
 static void limits_have_bounds(void **state)
 {
     (void)state;
-    EXPECT_ERRORS(MINIMAL
-                  "limits:\n"
-                  "  header_bytes: 100\n"
-                  "  body_bytes: 99999999999\n"
-                  "  max_connections: -1\n"
-                  "  auth_failures: 0x10\n",
-                  "payguard.yaml:6:17: limits.header_bytes: must be between 256 and 1048576, got 100",
-                  "payguard.yaml:7:15: limits.body_bytes: must be between 1 and 1073741824, "
-                  "got 99999999999",
-                  "payguard.yaml:8:20: limits.max_connections: expected a whole number, got \"-1\"",
-                  "payguard.yaml:9:18: limits.auth_failures: expected a whole number, got \"0x10\"");
+    EXPECT_ERRORS(
+        MINIMAL "limits:\n"
+                "  header_bytes: 100\n"
+                "  body_bytes: 99999999999\n"
+                "  max_connections: -1\n"
+                "  auth_failures: 0x10\n",
+        "payguard.yaml:6:17: limits.header_bytes: must be between 256 and 1048576, got 100",
+        "payguard.yaml:7:15: limits.body_bytes: must be between 1 and 1073741824, "
+        "got 99999999999",
+        "payguard.yaml:8:20: limits.max_connections: expected a whole number, got \"-1\"",
+        "payguard.yaml:9:18: limits.auth_failures: expected a whole number, got \"0x10\"");
 }
 
 static void lookups_match_whole_names(void **state)
@@ -1375,7 +1363,8 @@ static void many_problems_are_capped(void **state)
     assert_int_equal(load_text(yaml, true, &cfg, &errs), PG_ECONFIG);
     free(yaml);
     assert_int_equal(errs.count, 201);
-    assert_string_equal(errs.msgs[0], "payguard.yaml:5:1: unknown key \"junk000\" at the top level");
+    assert_string_equal(errs.msgs[0],
+                        "payguard.yaml:5:1: unknown key \"junk000\" at the top level");
     assert_string_equal(errs.msgs[200],
                         "payguard.yaml: too many problems (200 shown); fix these first");
     pg_config_errors_free(&errs);
@@ -1401,8 +1390,7 @@ static int find_sources(const char *argv0)
     char root[PATH_MAX];
     if (!realpath(cand, root))
         return -1;
-    snprintf(example_path, sizeof example_path, "%.*s/payguard.yaml.example",
-             PATH_MAX - 32, root);
+    snprintf(example_path, sizeof example_path, "%.*s/payguard.yaml.example", PATH_MAX - 32, root);
     snprintf(data_dir, sizeof data_dir, "%.*s/tests/data/config", PATH_MAX - 32, root);
     return access(example_path, R_OK);
 }
