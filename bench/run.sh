@@ -7,7 +7,8 @@
 #
 #   bench/run.sh            full run (~3 min): writes bench/RESULTS.md
 #   bench/run.sh --quick    one short round (<30 s): writes bench/out/RESULTS.quick.md
-#   bench/run.sh --profile  payguard alone under load with `perf record -g`;
+#   bench/run.sh --profile  CPU time and syscalls per request (payguard vs nginx,
+#                           perf stat), then payguard under load with perf record:
 #                           writes bench/out/profile.txt (needs perf)
 #
 # Per-run figures always go to bench/out/results.csv.
@@ -67,6 +68,12 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 mkdir -p "$OUT"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/payguard-bench.XXXXXX")
 PIDS=()
+# Private copies: a rebuild during the run neither swaps binaries under the
+# measurement nor leaves perf with "(deleted)" symbols.
+mkdir -p "$TMP/bin"
+cp "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$TMP/bin/"
+LOADGEN=$TMP/bin/loadgen PAYGUARD=$TMP/bin/payguard MOCKRAIL=$TMP/bin/mockrail
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -224,13 +231,13 @@ LABEL[direct]="direct (mockrail)"
 ADDR[payguard]=$PG_ADDR
 AUTH[payguard]="Bearer $AGENT_TOKEN"
 LABEL[payguard]="payguard"
+start_nginx w1 1
+ADDR[nginx1]=127.0.0.1:$NGINX_w1_PORT
+AUTH[nginx1]="Bearer $SECRET"
+LABEL[nginx1]="nginx, 1 worker"
 if [ "$mode" = profile ]; then
-    TARGETS=(payguard)
+    TARGETS=(payguard nginx1)
 else
-    start_nginx w1 1
-    ADDR[nginx1]=127.0.0.1:$NGINX_w1_PORT
-    AUTH[nginx1]="Bearer $SECRET"
-    LABEL[nginx1]="nginx, 1 worker"
     if [ "$mode" = full ]; then
         start_nginx auto auto
         ADDR[nginx_auto]=127.0.0.1:$NGINX_auto_PORT
@@ -268,24 +275,84 @@ csv_row() { # scenario round target json
     echo "$mode,$1,$2,$3,$(jnum "$j" connections),$(jnum "$j" requests),$(jnum "$j" rps),$(jnum "$j" p50_us),$(jnum "$j" p90_us),$(jnum "$j" p99_us),$(jnum "$j" p999_us),$(jnum "$j" max_us),$(jnum "$j" ok),$(jnum "$j" non2xx),$(jnum "$j" errors)" >>"$CSV"
 }
 
-# --- profile mode: payguard alone under the c=32 load, perf attached ------------------
+# --- profile mode: where payguard's time goes -------------------------------------
+# 1. CPU time and syscalls per request, payguard vs the nginx worker, from perf stat
+#    over a fixed window of steady load (events / (req/s * window)).
+# 2. payguard alone under the same load with perf record --call-graph dwarf
+#    (payguard is built without frame pointers, so fp stacks stop at libc).
 if [ "$mode" = profile ]; then
     command -v perf >/dev/null || die "perf is missing (apt-get install linux-perf)"
+    NGX_WORKER=$(awk '{print $1}' "/proc/$NGINX_w1_PID/task/$NGINX_w1_PID/children")
+    EVENTS=task-clock,context-switches,raw_syscalls:sys_enter
+    for s in read write writev readv recvfrom sendto sendmsg recvmsg epoll_wait epoll_pwait epoll_ctl \
+             accept4 close setsockopt getsockopt ioctl futex brk mmap munmap madvise openat newfstatat; do
+        [ -d "/sys/kernel/tracing/events/syscalls/sys_enter_$s" ] && EVENTS+=",syscalls:sys_enter_$s"
+    done
+    WINDOW=4
+    # Requests the mock rail has served so far: exact counts for the window.
+    # Run as perf stat's workload, so both reads fall inside the counted window.
+    cat >"$TMP/window.sh" <<'EOF2'
+mock_requests() {
+    exec 5<>"/dev/tcp/127.0.0.1/$1"
+    printf 'GET /__mock/stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&5
+    sed -n 's/.*"requests":\([0-9]*\).*/\1/p' <&5
+    exec 5<&-
+}
+n0=$(mock_requests "$1"); sleep "$2"; n1=$(mock_requests "$1")
+echo $((n1 - n0))
+EOF2
+    perreq() { # target pid -> rows "target event per-request"
+        local t=$1 pid=$2 lg n
+        "$LOADGEN" -q -c "$CONNS" -w 0 -d $((WINDOW + 3)) -p "$PATH_REQ" -H "Authorization: ${AUTH[$t]}" \
+            "${ADDR[$t]}" >"$TMP/stat-$t.json" 2>"$TMP/stat-$t.err" &
+        lg=$!
+        sleep 1
+        perf stat -x, -e "$EVENTS" -p "$pid" -o "$TMP/stat-$t.csv" -- \
+            bash "$TMP/window.sh" "$MOCK_PORT" "$WINDOW" >"$TMP/stat-$t.n" 2>/dev/null \
+            || die "perf stat failed on $t"
+        n=$(cat "$TMP/stat-$t.n")
+        [ "${n:-0}" -gt 0 ] || die "no requests reached the rail while profiling $t"
+        wait "$lg" || die "loadgen against $t failed: $(cat "$TMP/stat-$t.err")"
+        awk -F, -v n="$n" -v t="$t" '
+            /^#/ || NF < 3 || $1 == "" { next }
+            { v = $1 + 0; ev = $3
+              if (ev == "task-clock") printf "%-10s %-32s %8.2f us CPU per request\n", t, ev, v * 1000 / n
+              else if (v > 0) printf "%-10s %-32s %8.3f per request\n", t, ev, v / n }
+        ' "$TMP/stat-$t.csv"
+        echo "$t: $n requests reached the rail in the ${WINDOW} s window ($((n / WINDOW)) req/s)"
+    }
     loadgen payguard "$CONNS" 1 1 >/dev/null
-    perf record -F 999 -g -o "$TMP/perf.data" -p "$PG_PID" -- sleep $((MEASURE + 1)) >/dev/null 2>"$TMP/perf.err" &
+    loadgen nginx1 "$CONNS" 1 1 >/dev/null
+    PERREQ_PG=$(perreq payguard "$PG_PID")
+    PERREQ_NGX=$(perreq nginx1 "$NGX_WORKER")
+
+    perf record -F 499 --call-graph dwarf,16384 -o "$TMP/perf.data" -p "$PG_PID" -- sleep 5 \
+        >/dev/null 2>"$TMP/perf.err" &
     PERF_PID=$!
-    r=$(loadgen payguard "$CONNS" 0.5 "$MEASURE")
+    sleep 0.2
+    r=$(loadgen payguard "$CONNS" 0 5.5)
     wait "$PERF_PID" || die "perf record failed: $(cat "$TMP/perf.err")"
     {
-        echo "# payguard under GET $PATH_REQ, $CONNS connections: $r"
-        echo "# perf report --no-children (self time)"
-        perf report -i "$TMP/perf.data" --no-children --stdio --percent-limit 0.5 -g none 2>/dev/null
+        echo "# payguard profile: GET $PATH_REQ through payguard, $CONNS keep-alive connections"
+        echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), $(nproc) CPUs"
+        echo "# load during perf record: $r"
         echo
-        echo "# perf report --children (time including callees)"
-        perf report -i "$TMP/perf.data" --children --stdio --percent-limit 2 -g none 2>/dev/null
+        echo "## CPU time and syscalls per request (perf stat over ${WINDOW} s of steady load)"
+        echo "$PERREQ_PG"
+        echo "$PERREQ_NGX"
+        echo
+        echo "## perf report --no-children --sort dso (self time by binary)"
+        perf report -i "$TMP/perf.data" --no-children --stdio --sort dso -g none 2>/dev/null | grep -v '^$'
+        echo
+        echo "## perf report --no-children (self time by symbol, >= 0.4%)"
+        perf report -i "$TMP/perf.data" --no-children --stdio --percent-limit 0.4 -g none 2>/dev/null | grep -v '^$'
+        echo
+        echo "## perf report --children (inclusive time, >= 1.5%)"
+        perf report -i "$TMP/perf.data" --children --stdio --percent-limit 1.5 -g none 2>/dev/null | grep -v '^$'
     } >"$OUT/profile.txt"
-    cp "$TMP/perf.data" "$OUT/perf.data"
-    say "profile: $OUT/profile.txt (raw: $OUT/perf.data); load: $r"
+    say "profile: $OUT/profile.txt"
+    echo "$PERREQ_PG"
+    echo "$PERREQ_NGX"
     exit 0
 fi
 
@@ -407,7 +474,7 @@ $( [ "$mode" = quick ] && echo "**Quick run** (\`make bench-quick\`: one short r
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - Commit: \`$COMMIT\`$DIRTY
-- Machine: $(nproc) CPUs, $CPU, Linux $(uname -r)
+- Machine: $(nproc) CPUs, $CPU, Linux $(uname -r); load average before the run: $LOADAVG_START
 - nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 - Load: \`bench/loadgen\`, \`GET $PATH_REQ\`, closed loop (each connection sends its next
   request when the previous answer is complete), latency from write to full response.
