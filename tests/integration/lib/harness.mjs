@@ -53,6 +53,19 @@ export async function waitFor(fn, what, timeoutMs = WAIT_MS, everyMs = 25) {
     }
 }
 
+/* Resolves what `promise` resolves, or throws `what` after timeoutMs. */
+export async function within(promise, what, timeoutMs = WAIT_MS) {
+    let timer;
+    const expire = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+    });
+    try {
+        return await Promise.race([promise, expire]);
+    } finally {
+        clearTimeout(timer);
+    }
+}
+
 export async function makeTmp(name) {
     return fs.mkdtemp(path.join(os.tmpdir(), `payguard-it-${name}-`));
 }
