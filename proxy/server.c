@@ -765,19 +765,17 @@ int pg_proxy_run(const char *config_path)
     if (listen_on(&srv, &srv.agents, &cfg->listen_agents, "agents", on_agent_conn) != 0 ||
         listen_on(&srv, &srv.admin, &cfg->listen_admin, "admin", on_admin_conn) != 0) {
         code = 1;
-        uv_walk(srv.loop, on_walk_close, NULL);
-        uv_run(srv.loop, UV_RUN_DEFAULT);
         goto fail_runtime;
     }
     uv_run(srv.loop, UV_RUN_DEFAULT);
     code = 0;
     log_event(srv.log, "info", "stopped", NULL, NULL, NULL, NULL);
-    /* Close what is left (signals, timers, upstream connections) and let the
-     * close callbacks run so every allocation is released. */
-    uv_walk(srv.loop, on_walk_close, NULL);
-    uv_run(srv.loop, UV_RUN_DEFAULT);
 fail_runtime:
+    /* Pools close their idle rail connections through their own path first;
+     * then whatever is left (signals, timers) is closed and every close
+     * callback runs, so every allocation is released. */
     runtime_release(srv.rt);
+    uv_walk(srv.loop, on_walk_close, NULL);
     uv_run(srv.loop, UV_RUN_DEFAULT);
     uv_loop_close(srv.loop);
     pg_token_cache_free(srv.tokens);
