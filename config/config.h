@@ -30,6 +30,21 @@ struct pg_tls_files {
 enum pg_rail_preset { PG_PRESET_STRIPE, PG_PRESET_ADYEN, PG_PRESET_GENERIC };
 enum pg_unmatched { PG_UNMATCHED_DENY, PG_UNMATCHED_PASS };
 
+/* A route written in payguard.yaml under rails.NAME.routes: adds to or
+ * overrides the preset's table (same method and path: the user's wins). */
+struct pg_route_spec {
+    char *name;                    /* for logs and reasons; default "METHOD PATH" */
+    char *method;                  /* upper case: GET, POST, ... */
+    char *path;                    /* "/v1/things/{id}/pay": literal segments or {name} */
+    char *operation;               /* payment, refund, transfer, payout, config, read, forbidden */
+    char *amount;                  /* form key ("amount") or JSON pointer ("/amount/value") */
+    char *currency;                /* same forms as amount */
+    char **counterparty; size_t ncounterparty;  /* first present wins */
+    char **urls; size_t nurls;     /* fields holding URLs the rail will call */
+};
+
+enum pg_body_format { PG_BODY_FORM, PG_BODY_JSON };
+
 struct pg_rail {
     char *name;                    /* key under rails: */
     enum pg_rail_preset preset;    /* required unless the name is a preset's ("stripe:") */
@@ -47,11 +62,16 @@ struct pg_rail {
     enum pg_unmatched unmatched;
     bool allow_http;               /* explicit opt-in for plain-HTTP upstreams */
     uint32_t pool_size;            /* idle keep-alive connections kept */
+    enum pg_body_format format;    /* generic rails: form (default) or json */
+    struct pg_route_spec *routes; size_t nroutes;
 };
+
+struct pg_tz;
 
 struct pg_org {
     char *name;
     char *timezone;                /* IANA name; "UTC" by default */
+    struct pg_tz *tz;              /* the zone, loaded from /usr/share/zoneinfo */
 };
 
 enum pg_role { PG_ROLE_VIEWER, PG_ROLE_APPROVER, PG_ROLE_ADMIN, PG_ROLE_OWNER };
@@ -73,6 +93,9 @@ struct pg_agent {
     char *policy;                  /* policy name, or NULL */
     time_t expires;                /* 0: never */
     bool revoked;
+    /* Single policy fields set on the agent itself (agents[].overrides), on
+     * top of its named policy; NULL when none. `name` is unused. */
+    struct pg_policy_spec *overrides;
 };
 
 /* Policy fields are kept as written; amounts are checked to be exact decimal
@@ -95,6 +118,7 @@ struct pg_policy_spec {
     char **currencies; size_t ncurrencies;
     char **operations; size_t noperations;
     bool refunds_restore;
+    bool has_refunds_restore;      /* set in the file (matters for overrides) */
 };
 
 struct pg_webhook {
