@@ -35,6 +35,18 @@ int pg_op_parse(struct pg_slice name);
 /* Operations that count against spending limits and velocity. */
 bool pg_op_moves_money(enum pg_op op);
 
+/* What a money route does to the object it names, so the ledger can reserve
+ * on create and adjust the reservation on follow-ups. */
+enum pg_action {
+    PG_ACT_NONE,       /* not money-related, or a one-shot (refund, transfer, payout) */
+    PG_ACT_CREATE,     /* creates the money object (payment_intents create, charges create) */
+    PG_ACT_UPDATE,     /* may change the amount before confirmation */
+    PG_ACT_CONFIRM,    /* moves the money of an existing object */
+    PG_ACT_CAPTURE,    /* captures up to the authorized amount */
+    PG_ACT_CANCEL,     /* releases an authorization */
+    PG_ACT_INCREMENT   /* raises an authorization to a new total */
+};
+
 #define PG_INTENT_MAX_URLS 4
 #define PG_INTENT_SCRATCH 4096
 
@@ -45,6 +57,7 @@ struct pg_intent {
     bool matched;                      /* a route matched */
     enum pg_op op;
     const char *route;                 /* route name, e.g. "payment_intents.create" */
+    enum pg_action action;
     bool has_amount;
     int64_t amount;                    /* minor units of `currency` */
     char currency[4];                  /* lowercase ISO 4217, "" when absent */
