@@ -1,0 +1,423 @@
+/* The policy rules: compiling a policy (named policy + agent overrides) into
+ * minor units, the stateless checks run on the loop thread, and the stateful
+ * window and velocity checks the ledger runs on fresh values. Every verdict
+ * carries a reason code and a message written for the agent to act on. */
+#include "common/pg.h"
+#include "policy/policy.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define UNSET (-1)
+
+struct pg_policy {
+    char currency[4];              /* "" when the policy names none */
+    /* Limits as written (decimal strings in major units), parsed per currency
+     * at check time: a limit applies to each allowed currency nominally. */
+    const char *per_transaction, *daily, *weekly, *monthly;
+    const char *approval_above, *auto_approve_below;
+    char *const *allow; size_t nallow;
+    char *const *deny; size_t ndeny;
+    bool has_allow;
+    bool has_hours;
+    uint8_t days_mask;
+    uint16_t from_min, to_min;
+    uint32_t velocity_max, velocity_per_s;
+    char *const *currencies; size_t ncurrencies;
+    uint32_t ops_mask;             /* bit per enum pg_op allowed */
+    bool refunds_restore;
+};
+
+const char *pg_verdict_name(enum pg_verdict v)
+{
+    switch (v) {
+    case PG_VERDICT_ALLOW: return "allow";
+    case PG_VERDICT_DENY: return "deny";
+    case PG_VERDICT_HOLD: return "hold";
+    }
+    return "deny";
+}
+
+/* --- compiling ------------------------------------------------------------ */
+
+static void apply_spec(struct pg_policy *p, const struct pg_policy_spec *s)
+{
+    if (s->currency)
+        memcpy(p->currency, s->currency, strnlen(s->currency, 3));
+#define TAKE(field)                                                            \
+    if (s->field)                                                              \
+        p->field = s->field;
+    TAKE(per_transaction)
+    TAKE(daily)
+    TAKE(weekly)
+    TAKE(monthly)
+    TAKE(approval_above)
+    TAKE(auto_approve_below)
+#undef TAKE
+    if (s->merchants_allow) {
+        p->allow = s->merchants_allow;
+        p->nallow = s->nmerchants_allow;
+        p->has_allow = true;
+    }
+    if (s->merchants_deny) {
+        p->deny = s->merchants_deny;
+        p->ndeny = s->nmerchants_deny;
+    }
+    if (s->hours_from || s->hours_to || s->hours_days) {
+        p->has_hours = true;
+        p->days_mask = s->hours_days_mask;
+        p->from_min = s->hours_from_min;
+        p->to_min = s->hours_to_min;
+    }
+    if (s->velocity_max) {
+        p->velocity_max = s->velocity_max;
+        p->velocity_per_s = s->velocity_per_s;
+    }
+    if (s->currencies) {
+        p->currencies = s->currencies;
+        p->ncurrencies = s->ncurrencies;
+    }
+    if (s->operations) {
+        p->ops_mask = 0;
+        for (size_t i = 0; i < s->noperations; i++) {
+            int op = pg_op_parse(pg_slice_cstr(s->operations[i]));
+            if (op >= 0 && op != PG_OP_FORBIDDEN)
+                p->ops_mask |= 1u << op;
+        }
+    }
+    if (s->has_refunds_restore)
+        p->refunds_restore = s->refunds_restore;
+}
+
+int pg_policy_compile(const struct pg_config *cfg, const struct pg_agent *agent,
+                      struct pg_policy **out, char *err, size_t errlen)
+{
+    struct pg_policy *p = calloc(1, sizeof(*p));
+    if (!p)
+        return PG_ENOMEM;
+    if (!agent->policy && !agent->overrides) {
+        p->ops_mask = 1u << PG_OP_READ; /* no policy: reads only, fail closed */
+        *out = p;
+        return 0;
+    }
+    /* A named policy with no `operations` allows every kind but forbidden. */
+    p->ops_mask = ((1u << PG_OP_COUNT) - 1) & ~(1u << PG_OP_FORBIDDEN);
+    if (agent->policy) {
+        const struct pg_policy_spec *base = pg_config_policy(cfg, pg_slice_cstr(agent->policy));
+        if (!base) {
+            snprintf(err, errlen, "agent %s names policy %s, which is not defined", agent->id,
+                     agent->policy);
+            free(p);
+            return PG_ECONFIG;
+        }
+        apply_spec(p, base);
+    }
+    if (agent->overrides)
+        apply_spec(p, agent->overrides);
+    *out = p;
+    return 0;
+}
+
+void pg_policy_free(struct pg_policy *p)
+{
+    free(p);
+}
+
+const char *pg_policy_currency(const struct pg_policy *p)
+{
+    return p->currency;
+}
+
+uint32_t pg_policy_velocity_period(const struct pg_policy *p)
+{
+    return p->velocity_max ? p->velocity_per_s : 0;
+}
+
+/* --- helpers ---------------------------------------------------------------- */
+
+/* A limit in minor units of `currency`; UNSET when the policy sets none.
+ * PG_ERANGE when the written limit has more decimals than the currency has:
+ * the caller cannot compare and fails closed. */
+static int limit_in(const char *written, const char *currency, int64_t *out)
+{
+    *out = UNSET;
+    if (!written)
+        return 0;
+    int exp = pg_money_exponent(pg_slice_cstr(currency));
+    if (exp < 0)
+        return PG_ERANGE;
+    return pg_money_parse_decimal(pg_slice_cstr(written), exp, out, NULL);
+}
+
+static void fmt_amount(char *buf, size_t cap, int64_t minor, const char *currency)
+{
+    int exp = pg_money_exponent(pg_slice_cstr(currency));
+    char num[48];
+    if (exp < 0 || pg_money_format(minor, exp, num, sizeof(num)) < 0)
+        snprintf(num, sizeof(num), "%lld", (long long)minor);
+    char up[4] = { 0 };
+    for (int i = 0; i < 3 && currency[i]; i++)
+        up[i] = (char)(currency[i] >= 'a' && currency[i] <= 'z' ? currency[i] - 32 : currency[i]);
+    snprintf(buf, cap, "%s %s", num, up);
+}
+
+__attribute__((format(printf, 5, 6))) static void verdict(struct pg_decision *d,
+                                                          enum pg_verdict v, int status,
+                                                          const char *reason, const char *fmt,
+                                                          ...)
+{
+    d->verdict = v;
+    d->status = status;
+    d->reason = reason;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->message, sizeof(d->message), fmt, ap);
+    va_end(ap);
+}
+
+static void deny(struct pg_decision *d, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void deny(struct pg_decision *d, const char *reason, const char *fmt, ...)
+{
+    d->verdict = PG_VERDICT_DENY;
+    d->status = 403;
+    d->reason = reason;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->message, sizeof(d->message), fmt, ap);
+    va_end(ap);
+}
+
+/* '*' matches any run of characters, '?' any one; everything else literally.
+ * Iterative with one backtrack point: linear in practice, no recursion. */
+static bool glob_match(const char *pat, struct pg_slice s)
+{
+    size_t pi = 0, si = 0, star = SIZE_MAX, mark = 0;
+    size_t plen = strlen(pat);
+    while (si < s.len) {
+        if (pi < plen && (pat[pi] == '?' || pat[pi] == s.ptr[si])) {
+            pi++;
+            si++;
+        } else if (pi < plen && pat[pi] == '*') {
+            star = pi++;
+            mark = si;
+        } else if (star != SIZE_MAX) {
+            pi = star + 1;
+            si = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (pi < plen && pat[pi] == '*')
+        pi++;
+    return pi == plen;
+}
+
+static bool any_match(char *const *pats, size_t n, struct pg_slice s)
+{
+    for (size_t i = 0; i < n; i++)
+        if (glob_match(pats[i], s))
+            return true;
+    return false;
+}
+
+static void memo_clear(struct pg_decision *d)
+{
+    memset(d, 0, sizeof(*d));
+    d->verdict = PG_VERDICT_ALLOW;
+    d->status = 200;
+    d->reason = "allowed";
+}
+
+/* --- the stateless rules ------------------------------------------------------ */
+
+int pg_policy_check(const struct pg_policy *p, const struct pg_agent *agent,
+                    const struct pg_intent *in, const struct pg_tz *tz, int64_t now,
+                    struct pg_decision *d)
+{
+    char a[64], l[64];
+    memo_clear(d);
+    if (!in->matched)
+        return PG_EPARSE; /* the caller handles unmatched routes */
+    if (in->op == PG_OP_FORBIDDEN) {
+        deny(d, "forbidden_operation",
+             "payguard never lets agents call %s: it is reserved for humans in the rail's dashboard.",
+             in->route);
+        return 0;
+    }
+    if (!(p->ops_mask & (1u << in->op))) {
+        deny(d, "operation_not_allowed",
+             "Agent %s may not perform %s operations (%s). Ask a human to change its policy if it should.",
+             agent->id, pg_op_name(in->op), in->route);
+        return 0;
+    }
+    if (!pg_op_moves_money(in->op))
+        return 0;
+
+    /* Follow-ups without an amount of their own (confirm, cancel, capture in
+     * full) act on an object whose amount was checked when it was created. */
+    bool follow_up = in->action == PG_ACT_CONFIRM || in->action == PG_ACT_CAPTURE ||
+                     in->action == PG_ACT_CANCEL || in->action == PG_ACT_UPDATE;
+    const char *cur = in->currency[0] ? in->currency : p->currency;
+
+    if (in->currency[0]) {
+        bool listed = p->ncurrencies == 0;
+        for (size_t i = 0; i < p->ncurrencies && !listed; i++)
+            listed = strcmp(p->currencies[i], in->currency) == 0;
+        if (!p->ncurrencies && p->currency[0])
+            listed = strcmp(p->currency, in->currency) == 0;
+        if (!listed) {
+            d->param = "currency";
+            deny(d, "currency_not_allowed",
+                 "Agent %s may not spend %s. Use one of the currencies its policy allows.",
+                 agent->id, in->currency);
+            return 0;
+        }
+    }
+
+    bool has_limits = p->per_transaction || p->daily || p->weekly || p->monthly ||
+                      p->approval_above;
+    if (!in->has_amount) {
+        if (!follow_up && has_limits) {
+            deny(d, "amount_unknown",
+                 "payguard cannot see the amount of this %s request (for example, prices given by id), so it cannot check the limits. Send the amount inline.",
+                 in->route);
+        }
+        /* follow-ups: the ledger adjusts the object's reservation */
+        if (d->verdict != PG_VERDICT_ALLOW || !follow_up)
+            return 0;
+    }
+
+    if (in->has_amount) {
+        int64_t per_tx;
+        if (limit_in(p->per_transaction, cur, &per_tx) != 0) {
+            deny(d, "limit_not_expressible",
+                 "The per-transaction limit cannot be expressed in %s; ask a human to fix the policy.",
+                 cur);
+            return 0;
+        }
+        if (per_tx != UNSET && in->amount > per_tx) {
+            fmt_amount(a, sizeof(a), in->amount, cur);
+            fmt_amount(l, sizeof(l), per_tx, cur);
+            d->param = "amount";
+            d->limit_name = "per_transaction";
+            d->limit = per_tx;
+            d->headroom = per_tx;
+            deny(d, "per_transaction_limit",
+                 "Denied: %s is over agent %s's per-transaction limit of %s. Do not retry this amount; ask a human to raise the limit or to pay it themselves.",
+                 a, agent->id, l);
+            return 0;
+        }
+    }
+
+    if (p->ndeny && in->counterparty.len && any_match(p->deny, p->ndeny, in->counterparty)) {
+        d->param = in->counterparty_field;
+        deny(d, "merchant_denied",
+             "Denied: payments to %.*s are blocked by agent %s's policy. Do not retry; choose another merchant or ask a human.",
+             (int)in->counterparty.len, in->counterparty.ptr, agent->id);
+        return 0;
+    }
+    if (p->has_allow && (!in->counterparty.len || !any_match(p->allow, p->nallow, in->counterparty))) {
+        d->param = in->counterparty_field;
+        if (in->counterparty.len)
+            deny(d, "merchant_not_allowed",
+                 "Denied: %.*s is not on agent %s's list of allowed merchants. Do not retry; ask a human to add it if it should be.",
+                 (int)in->counterparty.len, in->counterparty.ptr, agent->id);
+        else
+            deny(d, "merchant_not_allowed",
+                 "Denied: agent %s may pay only listed merchants, and this request names none (set the destination account).",
+                 agent->id);
+        return 0;
+    }
+
+    if (p->has_hours) {
+        struct pg_civil c;
+        pg_tz_to_civil(tz, now, &c);
+        uint32_t minute = (uint32_t)(c.hour * 60 + c.minute);
+        bool day_ok = (p->days_mask >> c.weekday) & 1;
+        if (!day_ok || minute < p->from_min || minute >= p->to_min) {
+            deny(d, "outside_hours",
+                 "Denied: agent %s may move money only during its allowed hours (%02u:%02u-%02u:%02u %s on its allowed days). Retry then, or ask a human.",
+                 agent->id, p->from_min / 60u, p->from_min % 60u, p->to_min / 60u,
+                 p->to_min % 60u, pg_tz_name(tz));
+            return 0;
+        }
+    }
+
+    if (in->has_amount && p->approval_above) {
+        int64_t above, below;
+        if (limit_in(p->approval_above, cur, &above) != 0 ||
+            limit_in(p->auto_approve_below, cur, &below) != 0) {
+            deny(d, "limit_not_expressible",
+                 "The approval threshold cannot be expressed in %s; ask a human to fix the policy.",
+                 cur);
+            return 0;
+        }
+        bool auto_ok = below != UNSET && in->amount < below;
+        if (in->amount > above && !auto_ok) {
+            fmt_amount(a, sizeof(a), in->amount, cur);
+            fmt_amount(l, sizeof(l), above, cur);
+            d->limit_name = "approval_above";
+            d->limit = above;
+            verdict(d, PG_VERDICT_HOLD, 402, "approval_required",
+                    "Held for a human: %s is above agent %s's approval threshold of %s. Ask a human to approve it, then retry with the same Idempotency-Key.",
+                    a, agent->id, l);
+        }
+    }
+    return 0;
+}
+
+/* --- the stateful rules ------------------------------------------------------- */
+
+static int window_check(const char *written, const char *name, const char *when,
+                        int64_t spent, const struct pg_intent *in, const char *cur,
+                        struct pg_decision *d)
+{
+    int64_t limit, total;
+    char a[64], l[64], h[64];
+    if (limit_in(written, cur, &limit) != 0) {
+        deny(d, "limit_not_expressible",
+             "The %s limit cannot be expressed in %s; ask a human to fix the policy.", name, cur);
+        return 1;
+    }
+    if (limit == UNSET)
+        return 0;
+    if (__builtin_add_overflow(spent, in->amount, &total) || total > limit) {
+        int64_t headroom = spent >= limit ? 0 : limit - spent;
+        fmt_amount(a, sizeof(a), in->amount, cur);
+        fmt_amount(l, sizeof(l), limit, cur);
+        fmt_amount(h, sizeof(h), headroom, cur);
+        d->param = "amount";
+        d->limit_name = name;
+        d->limit = limit;
+        d->headroom = headroom;
+        deny(d, name[0] == 'd' ? "daily_limit" : name[0] == 'w' ? "weekly_limit" : "monthly_limit",
+             "Denied: %s would take agent %s past its %s limit of %s; %s is left %s. Retry with a smaller amount, wait for the limit to reset, or ask a human.",
+             a, "this agent", name, l, h, when);
+        return 1;
+    }
+    return 0;
+}
+
+int pg_policy_check_spend(const struct pg_policy *p, const struct pg_intent *in,
+                          const struct pg_spend *spend, struct pg_decision *d)
+{
+    if (d->verdict == PG_VERDICT_DENY || !pg_op_moves_money(in->op))
+        return 0;
+    if (p->velocity_max && spend->velocity_count >= p->velocity_max) {
+        deny(d, "velocity_limit",
+             "Denied: this agent already made %u money operations in the last %u seconds, its limit. Wait before retrying; repeated attempts look like a loop.",
+             spend->velocity_count, p->velocity_per_s);
+        return 0;
+    }
+    if (!in->has_amount)
+        return 0;
+    const char *cur = in->currency[0] ? in->currency : p->currency;
+    if (window_check(p->daily, "daily", "today", spend->day, in, cur, d) ||
+        window_check(p->weekly, "weekly", "this week", spend->week, in, cur, d) ||
+        window_check(p->monthly, "monthly", "this month", spend->month, in, cur, d))
+        return 0;
+    return 0;
+}
