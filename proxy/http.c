@@ -446,16 +446,15 @@ const char *pg_http_reason(int status)
     }
 }
 
-int pg_http_write_error(struct pg_buf *out, int status, const char *type, const char *code,
-                        const char *message, bool close, uint32_t retry_after_s)
+static int write_answer(struct pg_buf *out, int status, const char *decision, const char *code,
+                        json_t *body, const char *approval_id, bool close,
+                        uint32_t retry_after_s)
 {
-    json_t *body = json_pack("{s:{s:s,s:s,s:s}}", "error", "type", type, "code", code,
-                             "message", message);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text)
         return PG_ENOMEM;
-    char head[512];
+    char head[640];
     bool should_retry = status == 409 || status == 503;
     const char *reason = code;
     if (strncmp(reason, "payguard_", 9) == 0)
@@ -464,13 +463,14 @@ int pg_http_write_error(struct pg_buf *out, int status, const char *type, const 
                      "HTTP/1.1 %d %s\r\n"
                      "Content-Type: application/json\r\n"
                      "Content-Length: %zu\r\n"
-                     "Payguard-Decision: deny\r\n"
+                     "Payguard-Decision: %s\r\n"
                      "Payguard-Reason: %s\r\n"
                      "Stripe-Should-Retry: %s\r\n"
                      "Cache-Control: no-store\r\n"
-                     "%s",
-                     status, pg_http_reason(status), strlen(text), reason,
-                     should_retry ? "true" : "false", close ? "Connection: close\r\n" : "");
+                     "%s%s%s",
+                     status, pg_http_reason(status), strlen(text), decision, reason,
+                     should_retry ? "true" : "false", approval_id ? "Payguard-Approval-Id: " : "",
+                     approval_id ? approval_id : "", approval_id ? "\r\n" : "");
     int rc = n > 0 && (size_t)n < sizeof(head) ? 0 : PG_ETOOBIG;
     if (rc == 0)
         rc = pg_buf_append(out, head, (size_t)n);
@@ -479,10 +479,42 @@ int pg_http_write_error(struct pg_buf *out, int status, const char *type, const 
         int m = snprintf(ra, sizeof(ra), "Retry-After: %u\r\n", retry_after_s);
         rc = pg_buf_append(out, ra, (size_t)m);
     }
+    if (rc == 0 && close)
+        rc = pg_buf_append_str(out, "Connection: close\r\n");
     if (rc == 0)
         rc = pg_buf_append(out, "\r\n", 2);
     if (rc == 0)
         rc = pg_buf_append_str(out, text);
     free(text);
     return rc;
+}
+
+int pg_http_write_error(struct pg_buf *out, int status, const char *type, const char *code,
+                        const char *message, bool close, uint32_t retry_after_s)
+{
+    json_t *body = json_pack("{s:{s:s,s:s,s:s}}", "error", "type", type, "code", code,
+                             "message", message);
+    return write_answer(out, status, "deny", code, body, NULL, close, retry_after_s);
+}
+
+int pg_http_write_verdict(struct pg_buf *out, enum pg_rail_preset preset, int status,
+                          const char *decision, const char *type, const char *code,
+                          const char *message, const char *param, const char *approval_id,
+                          bool close)
+{
+    json_t *body;
+    if (preset == PG_PRESET_ADYEN) {
+        body = json_pack("{s:i,s:s,s:s,s:s}", "status", status, "errorCode", code, "message",
+                         message, "errorType", status == 402 ? "approval" : "validation");
+        if (body && approval_id)
+            json_object_set_new(body, "approvalId", json_string(approval_id));
+    } else {
+        json_t *err = json_pack("{s:s,s:s,s:s}", "type", type, "code", code, "message", message);
+        if (err && param)
+            json_object_set_new(err, "param", json_string(param));
+        if (err && approval_id)
+            json_object_set_new(err, "approval_id", json_string(approval_id));
+        body = err ? json_pack("{s:o}", "error", err) : NULL;
+    }
+    return write_answer(out, status, decision, code, body, approval_id, close, 0);
 }

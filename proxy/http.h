@@ -97,6 +97,14 @@ PG_WUR int pg_http_write_error(struct pg_buf *out, int status, const char *type,
                                const char *code, const char *message, bool close,
                                uint32_t retry_after_s);
 
+/* Writes a policy verdict (deny or hold) in the rail's own error format:
+ * Stripe-shaped for stripe and generic rails, Adyen-shaped for adyen rails.
+ * `type` is the Stripe error type; `param` and `approval_id` may be NULL. */
+PG_WUR int pg_http_write_verdict(struct pg_buf *out, enum pg_rail_preset preset, int status,
+                                 const char *decision, const char *type, const char *code,
+                                 const char *message, const char *param,
+                                 const char *approval_id, bool close);
+
 const char *pg_http_reason(int status);
 
 #endif /* PG_PROXY_HTTP_H */
