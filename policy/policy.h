@@ -133,20 +133,31 @@ struct pg_spend {
     uint32_t velocity_count;
 };
 
-/* The stateless rules, in the documented order: operation allowed, agent
- * expiry, currency, per-transaction limit, merchant lists, hours, then the
+/* The stateless rules, in the documented order: operation allowed, currency,
+ * amount known, per-transaction limit, merchant lists, hours, then the
  * approval threshold. Fills *d; a HOLD here still has to pass the stateful
  * rules. Returns 0, or a negative code when it cannot decide (fail closed). */
 PG_WUR int pg_policy_check(const struct pg_policy *p, const struct pg_agent *agent,
                            const struct pg_intent *in, const struct pg_tz *tz, int64_t now,
                            struct pg_decision *d);
 
-/* The stateful rules on fresh values: daily, weekly, monthly limits
- * (spend + amount <= limit) and velocity. Runs inside the ledger's write
+/* The stateful rules on fresh values: velocity, then daily, weekly, monthly
+ * limits (spend + amount <= limit). Runs inside the ledger's write
  * transaction. Leaves an ALLOW or HOLD from pg_policy_check in place when
  * everything fits, else turns *d into the DENY. 0 or negative as above. */
-PG_WUR int pg_policy_check_spend(const struct pg_policy *p, const struct pg_intent *in,
-                                 const struct pg_spend *spend, struct pg_decision *d);
+PG_WUR int pg_policy_check_spend(const struct pg_policy *p, const struct pg_agent *agent,
+                                 const struct pg_intent *in, const struct pg_spend *spend,
+                                 struct pg_decision *d);
+
+/* Dry run for humans: evaluates every rule on its own and reports each
+ * outcome ("pass", "deny", "hold", "not set", "not applicable") with the
+ * decision that rule alone would give. 0, or PG_EPARSE for an unmatched
+ * intent. No side effects. */
+typedef void (*pg_policy_explain_cb)(void *arg, const char *rule, const char *outcome,
+                                     const struct pg_decision *d);
+PG_WUR int pg_policy_explain(const struct pg_policy *p, const struct pg_agent *agent,
+                             const struct pg_intent *in, const struct pg_tz *tz, int64_t now,
+                             const struct pg_spend *spend, pg_policy_explain_cb cb, void *arg);
 
 /* Velocity period in seconds (0 when the policy sets none). */
 uint32_t pg_policy_velocity_period(const struct pg_policy *p);

@@ -231,193 +231,334 @@ static void memo_clear(struct pg_decision *d)
     d->reason = "allowed";
 }
 
-/* --- the stateless rules ------------------------------------------------------ */
+/* --- the rules ------------------------------------------------------------ */
+
+/* Everything a rule looks at. */
+struct rule_ctx {
+    const struct pg_policy *p;
+    const struct pg_agent *agent;
+    const struct pg_intent *in;
+    const struct pg_tz *tz;
+    int64_t now;
+    const struct pg_spend *spend;
+    const char *cur;           /* the request's currency, else the policy's */
+    bool follow_up;            /* acts on an object checked when it was created */
+};
+
+enum outcome { OUT_PASS, OUT_SKIP, OUT_DENY, OUT_HOLD };
+
+static enum outcome rule_operation(const struct rule_ctx *x, struct pg_decision *d)
+{
+    const struct pg_intent *in = x->in;
+    if (in->op == PG_OP_FORBIDDEN) {
+        deny(d, "forbidden_operation",
+             "payguard never lets agents call %s: it is reserved for humans in the rail's dashboard.",
+             in->route);
+        return OUT_DENY;
+    }
+    if (!(x->p->ops_mask & (1u << in->op))) {
+        deny(d, "operation_not_allowed",
+             "Agent %s may not perform %s operations (%s). Ask a human to change its policy if it should.",
+             x->agent->id, pg_op_name(in->op), in->route);
+        return OUT_DENY;
+    }
+    return OUT_PASS;
+}
+
+static enum outcome rule_currency(const struct rule_ctx *x, struct pg_decision *d)
+{
+    const struct pg_policy *p = x->p;
+    const struct pg_intent *in = x->in;
+    if (!in->currency[0])
+        return OUT_SKIP;
+    bool listed = false;
+    if (p->ncurrencies) {
+        for (size_t i = 0; i < p->ncurrencies && !listed; i++)
+            listed = strcmp(p->currencies[i], in->currency) == 0;
+    } else {
+        listed = !p->currency[0] || strcmp(p->currency, in->currency) == 0;
+    }
+    if (listed)
+        return OUT_PASS;
+    d->param = "currency";
+    deny(d, "currency_not_allowed",
+         "Agent %s may not spend %s. Use one of the currencies its policy allows.", x->agent->id,
+         in->currency);
+    return OUT_DENY;
+}
+
+static enum outcome rule_amount_known(const struct rule_ctx *x, struct pg_decision *d)
+{
+    const struct pg_policy *p = x->p;
+    if (x->in->has_amount || x->follow_up)
+        return x->in->has_amount ? OUT_PASS : OUT_SKIP;
+    if (!(p->per_transaction || p->daily || p->weekly || p->monthly || p->approval_above))
+        return OUT_SKIP;
+    deny(d, "amount_unknown",
+         "payguard cannot see the amount of this %s request (for example, prices given by id), so it cannot check the limits. Send the amount inline.",
+         x->in->route);
+    return OUT_DENY;
+}
+
+static enum outcome rule_per_transaction(const struct rule_ctx *x, struct pg_decision *d)
+{
+    int64_t limit;
+    char a[64], l[64];
+    if (!x->p->per_transaction || !x->in->has_amount)
+        return OUT_SKIP;
+    if (limit_in(x->p->per_transaction, x->cur, &limit) != 0) {
+        deny(d, "limit_not_expressible",
+             "The per-transaction limit cannot be expressed in %s; ask a human to fix the policy.",
+             x->cur);
+        return OUT_DENY;
+    }
+    if (x->in->amount <= limit)
+        return OUT_PASS;
+    fmt_amount(a, sizeof(a), x->in->amount, x->cur);
+    fmt_amount(l, sizeof(l), limit, x->cur);
+    d->param = "amount";
+    d->limit_name = "per_transaction";
+    d->limit = limit;
+    d->headroom = limit;
+    deny(d, "per_transaction_limit",
+         "Denied: %s is over agent %s's per-transaction limit of %s. Do not retry this amount; ask a human to raise the limit or to pay it themselves.",
+         a, x->agent->id, l);
+    return OUT_DENY;
+}
+
+static enum outcome rule_merchants(const struct rule_ctx *x, struct pg_decision *d)
+{
+    const struct pg_policy *p = x->p;
+    struct pg_slice cp = x->in->counterparty;
+    if (!p->ndeny && !p->has_allow)
+        return OUT_SKIP;
+    if (p->ndeny && cp.len && any_match(p->deny, p->ndeny, cp)) {
+        d->param = x->in->counterparty_field;
+        deny(d, "merchant_denied",
+             "Denied: payments to %.*s are blocked by agent %s's policy. Do not retry; choose another merchant or ask a human.",
+             (int)cp.len, cp.ptr, x->agent->id);
+        return OUT_DENY;
+    }
+    if (p->has_allow && (!cp.len || !any_match(p->allow, p->nallow, cp))) {
+        d->param = x->in->counterparty_field;
+        if (cp.len)
+            deny(d, "merchant_not_allowed",
+                 "Denied: %.*s is not on agent %s's list of allowed merchants. Do not retry; ask a human to add it if it should be.",
+                 (int)cp.len, cp.ptr, x->agent->id);
+        else
+            deny(d, "merchant_not_allowed",
+                 "Denied: agent %s may pay only listed merchants, and this request names none (set the destination account).",
+                 x->agent->id);
+        return OUT_DENY;
+    }
+    return OUT_PASS;
+}
+
+static enum outcome rule_hours(const struct rule_ctx *x, struct pg_decision *d)
+{
+    const struct pg_policy *p = x->p;
+    struct pg_civil c;
+    if (!p->has_hours)
+        return OUT_SKIP;
+    pg_tz_to_civil(x->tz, x->now, &c);
+    uint32_t minute = (uint32_t)(c.hour * 60 + c.minute);
+    bool day_ok = (p->days_mask >> c.weekday) & 1;
+    if (day_ok && minute >= p->from_min && minute < p->to_min)
+        return OUT_PASS;
+    deny(d, "outside_hours",
+         "Denied: agent %s may move money only during its allowed hours (%02u:%02u-%02u:%02u %s on its allowed days). Retry then, or ask a human.",
+         x->agent->id, p->from_min / 60u, p->from_min % 60u, p->to_min / 60u, p->to_min % 60u,
+         pg_tz_name(x->tz));
+    return OUT_DENY;
+}
+
+static enum outcome rule_approval(const struct rule_ctx *x, struct pg_decision *d)
+{
+    int64_t above, below;
+    char a[64], l[64];
+    if (!x->p->approval_above || !x->in->has_amount)
+        return OUT_SKIP;
+    if (limit_in(x->p->approval_above, x->cur, &above) != 0 ||
+        limit_in(x->p->auto_approve_below, x->cur, &below) != 0) {
+        deny(d, "limit_not_expressible",
+             "The approval threshold cannot be expressed in %s; ask a human to fix the policy.",
+             x->cur);
+        return OUT_DENY;
+    }
+    bool auto_ok = below != UNSET && x->in->amount < below;
+    if (x->in->amount <= above || auto_ok)
+        return OUT_PASS;
+    fmt_amount(a, sizeof(a), x->in->amount, x->cur);
+    fmt_amount(l, sizeof(l), above, x->cur);
+    d->limit_name = "approval_above";
+    d->limit = above;
+    verdict(d, PG_VERDICT_HOLD, 402, "approval_required",
+            "Held for a human: %s is above agent %s's approval threshold of %s. Ask a human to approve it, then retry with the same Idempotency-Key.",
+            a, x->agent->id, l);
+    return OUT_HOLD;
+}
+
+static enum outcome rule_velocity(const struct rule_ctx *x, struct pg_decision *d)
+{
+    const struct pg_policy *p = x->p;
+    if (!p->velocity_max)
+        return OUT_SKIP;
+    if (x->spend->velocity_count < p->velocity_max)
+        return OUT_PASS;
+    deny(d, "velocity_limit",
+         "Denied: agent %s already made %u money operations in the last %u seconds, its limit. Wait before retrying; repeated attempts look like a loop.",
+         x->agent->id, x->spend->velocity_count, p->velocity_per_s);
+    return OUT_DENY;
+}
+
+static enum outcome window_rule(const struct rule_ctx *x, const char *written, const char *name,
+                                const char *reason, const char *when, int64_t spent,
+                                struct pg_decision *d)
+{
+    int64_t limit, total;
+    char a[64], l[64], h[64];
+    if (!written || !x->in->has_amount)
+        return OUT_SKIP;
+    if (limit_in(written, x->cur, &limit) != 0) {
+        deny(d, "limit_not_expressible",
+             "The %s limit cannot be expressed in %s; ask a human to fix the policy.", name, x->cur);
+        return OUT_DENY;
+    }
+    if (!__builtin_add_overflow(spent, x->in->amount, &total) && total <= limit)
+        return OUT_PASS;
+    int64_t headroom = spent >= limit ? 0 : limit - spent;
+    fmt_amount(a, sizeof(a), x->in->amount, x->cur);
+    fmt_amount(l, sizeof(l), limit, x->cur);
+    fmt_amount(h, sizeof(h), headroom, x->cur);
+    d->param = "amount";
+    d->limit_name = name;
+    d->limit = limit;
+    d->headroom = headroom;
+    deny(d, reason,
+         "Denied: %s would take agent %s past its %s limit of %s; %s is left %s. Retry with a smaller amount, wait for the limit to reset, or ask a human.",
+         a, x->agent->id, name, l, h, when);
+    return OUT_DENY;
+}
+
+static enum outcome rule_daily(const struct rule_ctx *x, struct pg_decision *d)
+{
+    return window_rule(x, x->p->daily, "daily", "daily_limit", "today", x->spend->day, d);
+}
+
+static enum outcome rule_weekly(const struct rule_ctx *x, struct pg_decision *d)
+{
+    return window_rule(x, x->p->weekly, "weekly", "weekly_limit", "this week", x->spend->week, d);
+}
+
+static enum outcome rule_monthly(const struct rule_ctx *x, struct pg_decision *d)
+{
+    return window_rule(x, x->p->monthly, "monthly", "monthly_limit", "this month",
+                       x->spend->month, d);
+}
+
+struct rule {
+    const char *name;
+    enum outcome (*fn)(const struct rule_ctx *, struct pg_decision *);
+    bool money_only;
+    bool stateful;             /* runs in the ledger's transaction */
+};
+
+/* The order is the documented precedence: the first DENY wins, and a HOLD
+ * stands only if every later rule passes. */
+static const struct rule rules[] = {
+    { "operations", rule_operation, false, false },
+    { "currencies", rule_currency, true, false },
+    { "amount_known", rule_amount_known, true, false },
+    { "per_transaction", rule_per_transaction, true, false },
+    { "merchants", rule_merchants, true, false },
+    { "hours", rule_hours, true, false },
+    { "approval_above", rule_approval, true, false },
+    { "velocity", rule_velocity, true, true },
+    { "daily", rule_daily, true, true },
+    { "weekly", rule_weekly, true, true },
+    { "monthly", rule_monthly, true, true },
+};
+
+static void ctx_init(struct rule_ctx *x, const struct pg_policy *p, const struct pg_agent *agent,
+                     const struct pg_intent *in, const struct pg_tz *tz, int64_t now,
+                     const struct pg_spend *spend)
+{
+    x->p = p;
+    x->agent = agent;
+    x->in = in;
+    x->tz = tz;
+    x->now = now;
+    x->spend = spend;
+    x->cur = in->currency[0] ? in->currency : p->currency;
+    x->follow_up = in->action == PG_ACT_CONFIRM || in->action == PG_ACT_CAPTURE ||
+                   in->action == PG_ACT_CANCEL || in->action == PG_ACT_UPDATE;
+}
+
+static int run_rules(const struct rule_ctx *x, bool stateful, struct pg_decision *d)
+{
+    bool money = pg_op_moves_money(x->in->op);
+    for (size_t i = 0; i < PG_ARRAY_LEN(rules); i++) {
+        if (rules[i].stateful != stateful || (rules[i].money_only && !money))
+            continue;
+        struct pg_decision r;
+        memo_clear(&r);
+        enum outcome o = rules[i].fn(x, &r);
+        if (o == OUT_DENY) {
+            *d = r;
+            return 0;
+        }
+        if (o == OUT_HOLD && d->verdict == PG_VERDICT_ALLOW)
+            *d = r;
+    }
+    return 0;
+}
 
 int pg_policy_check(const struct pg_policy *p, const struct pg_agent *agent,
                     const struct pg_intent *in, const struct pg_tz *tz, int64_t now,
                     struct pg_decision *d)
 {
-    char a[64], l[64];
+    static const struct pg_spend none = { 0, 0, 0, 0 };
+    struct rule_ctx x;
     memo_clear(d);
-    if (!in->matched)
-        return PG_EPARSE; /* the caller handles unmatched routes */
-    if (in->op == PG_OP_FORBIDDEN) {
-        deny(d, "forbidden_operation",
-             "payguard never lets agents call %s: it is reserved for humans in the rail's dashboard.",
-             in->route);
-        return 0;
-    }
-    if (!(p->ops_mask & (1u << in->op))) {
-        deny(d, "operation_not_allowed",
-             "Agent %s may not perform %s operations (%s). Ask a human to change its policy if it should.",
-             agent->id, pg_op_name(in->op), in->route);
-        return 0;
-    }
-    if (!pg_op_moves_money(in->op))
-        return 0;
-
-    /* Follow-ups without an amount of their own (confirm, cancel, capture in
-     * full) act on an object whose amount was checked when it was created. */
-    bool follow_up = in->action == PG_ACT_CONFIRM || in->action == PG_ACT_CAPTURE ||
-                     in->action == PG_ACT_CANCEL || in->action == PG_ACT_UPDATE;
-    const char *cur = in->currency[0] ? in->currency : p->currency;
-
-    if (in->currency[0]) {
-        bool listed = p->ncurrencies == 0;
-        for (size_t i = 0; i < p->ncurrencies && !listed; i++)
-            listed = strcmp(p->currencies[i], in->currency) == 0;
-        if (!p->ncurrencies && p->currency[0])
-            listed = strcmp(p->currency, in->currency) == 0;
-        if (!listed) {
-            d->param = "currency";
-            deny(d, "currency_not_allowed",
-                 "Agent %s may not spend %s. Use one of the currencies its policy allows.",
-                 agent->id, in->currency);
-            return 0;
-        }
-    }
-
-    bool has_limits = p->per_transaction || p->daily || p->weekly || p->monthly ||
-                      p->approval_above;
-    if (!in->has_amount) {
-        if (!follow_up && has_limits) {
-            deny(d, "amount_unknown",
-                 "payguard cannot see the amount of this %s request (for example, prices given by id), so it cannot check the limits. Send the amount inline.",
-                 in->route);
-        }
-        /* follow-ups: the ledger adjusts the object's reservation */
-        if (d->verdict != PG_VERDICT_ALLOW || !follow_up)
-            return 0;
-    }
-
-    if (in->has_amount) {
-        int64_t per_tx;
-        if (limit_in(p->per_transaction, cur, &per_tx) != 0) {
-            deny(d, "limit_not_expressible",
-                 "The per-transaction limit cannot be expressed in %s; ask a human to fix the policy.",
-                 cur);
-            return 0;
-        }
-        if (per_tx != UNSET && in->amount > per_tx) {
-            fmt_amount(a, sizeof(a), in->amount, cur);
-            fmt_amount(l, sizeof(l), per_tx, cur);
-            d->param = "amount";
-            d->limit_name = "per_transaction";
-            d->limit = per_tx;
-            d->headroom = per_tx;
-            deny(d, "per_transaction_limit",
-                 "Denied: %s is over agent %s's per-transaction limit of %s. Do not retry this amount; ask a human to raise the limit or to pay it themselves.",
-                 a, agent->id, l);
-            return 0;
-        }
-    }
-
-    if (p->ndeny && in->counterparty.len && any_match(p->deny, p->ndeny, in->counterparty)) {
-        d->param = in->counterparty_field;
-        deny(d, "merchant_denied",
-             "Denied: payments to %.*s are blocked by agent %s's policy. Do not retry; choose another merchant or ask a human.",
-             (int)in->counterparty.len, in->counterparty.ptr, agent->id);
-        return 0;
-    }
-    if (p->has_allow && (!in->counterparty.len || !any_match(p->allow, p->nallow, in->counterparty))) {
-        d->param = in->counterparty_field;
-        if (in->counterparty.len)
-            deny(d, "merchant_not_allowed",
-                 "Denied: %.*s is not on agent %s's list of allowed merchants. Do not retry; ask a human to add it if it should be.",
-                 (int)in->counterparty.len, in->counterparty.ptr, agent->id);
-        else
-            deny(d, "merchant_not_allowed",
-                 "Denied: agent %s may pay only listed merchants, and this request names none (set the destination account).",
-                 agent->id);
-        return 0;
-    }
-
-    if (p->has_hours) {
-        struct pg_civil c;
-        pg_tz_to_civil(tz, now, &c);
-        uint32_t minute = (uint32_t)(c.hour * 60 + c.minute);
-        bool day_ok = (p->days_mask >> c.weekday) & 1;
-        if (!day_ok || minute < p->from_min || minute >= p->to_min) {
-            deny(d, "outside_hours",
-                 "Denied: agent %s may move money only during its allowed hours (%02u:%02u-%02u:%02u %s on its allowed days). Retry then, or ask a human.",
-                 agent->id, p->from_min / 60u, p->from_min % 60u, p->to_min / 60u,
-                 p->to_min % 60u, pg_tz_name(tz));
-            return 0;
-        }
-    }
-
-    if (in->has_amount && p->approval_above) {
-        int64_t above, below;
-        if (limit_in(p->approval_above, cur, &above) != 0 ||
-            limit_in(p->auto_approve_below, cur, &below) != 0) {
-            deny(d, "limit_not_expressible",
-                 "The approval threshold cannot be expressed in %s; ask a human to fix the policy.",
-                 cur);
-            return 0;
-        }
-        bool auto_ok = below != UNSET && in->amount < below;
-        if (in->amount > above && !auto_ok) {
-            fmt_amount(a, sizeof(a), in->amount, cur);
-            fmt_amount(l, sizeof(l), above, cur);
-            d->limit_name = "approval_above";
-            d->limit = above;
-            verdict(d, PG_VERDICT_HOLD, 402, "approval_required",
-                    "Held for a human: %s is above agent %s's approval threshold of %s. Ask a human to approve it, then retry with the same Idempotency-Key.",
-                    a, agent->id, l);
-        }
-    }
-    return 0;
+    if (!in->matched || !tz)
+        return PG_EPARSE; /* unmatched routes are the caller's to answer */
+    ctx_init(&x, p, agent, in, tz, now, &none);
+    return run_rules(&x, false, d);
 }
 
-/* --- the stateful rules ------------------------------------------------------- */
-
-static int window_check(const char *written, const char *name, const char *when,
-                        int64_t spent, const struct pg_intent *in, const char *cur,
-                        struct pg_decision *d)
+int pg_policy_check_spend(const struct pg_policy *p, const struct pg_agent *agent,
+                          const struct pg_intent *in, const struct pg_spend *spend,
+                          struct pg_decision *d)
 {
-    int64_t limit, total;
-    char a[64], l[64], h[64];
-    if (limit_in(written, cur, &limit) != 0) {
-        deny(d, "limit_not_expressible",
-             "The %s limit cannot be expressed in %s; ask a human to fix the policy.", name, cur);
-        return 1;
-    }
-    if (limit == UNSET)
+    struct rule_ctx x;
+    if (d->verdict == PG_VERDICT_DENY || !in->matched)
         return 0;
-    if (__builtin_add_overflow(spent, in->amount, &total) || total > limit) {
-        int64_t headroom = spent >= limit ? 0 : limit - spent;
-        fmt_amount(a, sizeof(a), in->amount, cur);
-        fmt_amount(l, sizeof(l), limit, cur);
-        fmt_amount(h, sizeof(h), headroom, cur);
-        d->param = "amount";
-        d->limit_name = name;
-        d->limit = limit;
-        d->headroom = headroom;
-        deny(d, name[0] == 'd' ? "daily_limit" : name[0] == 'w' ? "weekly_limit" : "monthly_limit",
-             "Denied: %s would take agent %s past its %s limit of %s; %s is left %s. Retry with a smaller amount, wait for the limit to reset, or ask a human.",
-             a, "this agent", name, l, h, when);
-        return 1;
-    }
-    return 0;
+    ctx_init(&x, p, agent, in, NULL, 0, spend);
+    return run_rules(&x, true, d);
 }
 
-int pg_policy_check_spend(const struct pg_policy *p, const struct pg_intent *in,
-                          const struct pg_spend *spend, struct pg_decision *d)
+int pg_policy_explain(const struct pg_policy *p, const struct pg_agent *agent,
+                      const struct pg_intent *in, const struct pg_tz *tz, int64_t now,
+                      const struct pg_spend *spend, pg_policy_explain_cb cb, void *arg)
 {
-    if (d->verdict == PG_VERDICT_DENY || !pg_op_moves_money(in->op))
-        return 0;
-    if (p->velocity_max && spend->velocity_count >= p->velocity_max) {
-        deny(d, "velocity_limit",
-             "Denied: this agent already made %u money operations in the last %u seconds, its limit. Wait before retrying; repeated attempts look like a loop.",
-             spend->velocity_count, p->velocity_per_s);
-        return 0;
+    struct rule_ctx x;
+    if (!in->matched || !tz)
+        return PG_EPARSE;
+    ctx_init(&x, p, agent, in, tz, now, spend);
+    bool money = pg_op_moves_money(in->op);
+    for (size_t i = 0; i < PG_ARRAY_LEN(rules); i++) {
+        struct pg_decision r;
+        memo_clear(&r);
+        const char *outcome = "not applicable";
+        if (!rules[i].money_only || money) {
+            switch (rules[i].fn(&x, &r)) {
+            case OUT_PASS: outcome = "pass"; break;
+            case OUT_SKIP: outcome = "not set"; break;
+            case OUT_DENY: outcome = "deny"; break;
+            case OUT_HOLD: outcome = "hold"; break;
+            }
+        }
+        cb(arg, rules[i].name, outcome, &r);
     }
-    if (!in->has_amount)
-        return 0;
-    const char *cur = in->currency[0] ? in->currency : p->currency;
-    if (window_check(p->daily, "daily", "today", spend->day, in, cur, d) ||
-        window_check(p->weekly, "weekly", "this week", spend->week, in, cur, d) ||
-        window_check(p->monthly, "monthly", "this month", spend->month, in, cur, d))
-        return 0;
     return 0;
 }
