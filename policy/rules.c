@@ -332,6 +332,10 @@ static enum outcome rule_merchants(const struct rule_ctx *x, struct pg_decision 
     struct pg_slice cp = x->in->counterparty;
     if (!p->ndeny && !p->has_allow)
         return OUT_SKIP;
+    /* A follow-up naming no merchant acts on an object whose merchant was
+     * checked when it was created. */
+    if (x->follow_up && !cp.len)
+        return OUT_SKIP;
     if (p->ndeny && cp.len && any_match(p->deny, p->ndeny, cp)) {
         d->param = x->in->counterparty_field;
         deny(d, "merchant_denied",
