@@ -31,7 +31,18 @@ enum pg_rail_preset { PG_PRESET_STRIPE, PG_PRESET_ADYEN, PG_PRESET_GENERIC };
 enum pg_unmatched { PG_UNMATCHED_DENY, PG_UNMATCHED_PASS };
 
 /* A route written in payguard.yaml under rails.NAME.routes: adds to or
- * overrides the preset's table (same method and path: the user's wins). */
+ * overrides the preset's table (same method and path: the user's wins).
+ * The loader guarantees: method is one of GET, POST, PUT, PATCH, DELETE;
+ * path is '/' or literal [A-Za-z0-9_.-]+ and whole {name} segments (no
+ * query, no dot segments, no placeholder twice); operation is one of the
+ * seven; field references are form keys on a form rail and RFC 6901 JSON
+ * pointers on a json rail; amount and currency are set only on money
+ * operations, and always on a generic rail's; no two routes of a rail share
+ * method and path pattern. */
+#define PG_ROUTE_MAX_SEGMENTS 16      /* path segments per route */
+#define PG_ROUTE_MAX_COUNTERPARTY 6   /* counterparty fields per route */
+#define PG_ROUTE_MAX_URLS 4           /* url fields per route */
+
 struct pg_route_spec {
     char *name;                    /* for logs and reasons; default "METHOD PATH" */
     char *method;                  /* upper case: GET, POST, ... */
