@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config/config_int.h"
+#include "policy/tz.h"
 
 /* A config is a page or two; anything near this is a mistake (a log file, a
  * binary) and should not be fed to the parser. */
@@ -245,6 +246,8 @@ int pg_config_load(const char *path, bool resolve_secrets, struct pg_config **ou
         parse_and_walk(&ld, buf, len);
     free(buf);
 
+    free(ld.policy_currency_refused);
+
     if (ld.nomem) {
         cfg_problems_discard(&ld);
         pg_config_free(ld.cfg);
@@ -264,6 +267,42 @@ static void free_list(char **v, size_t n)
     for (size_t i = 0; v && i < n; i++)
         free(v[i]);
     free(v);
+}
+
+/* Frees what a spec points to, not the spec: policies sit in an array. */
+static void free_spec(struct pg_policy_spec *p)
+{
+    free(p->name);
+    free(p->currency);
+    free(p->per_transaction);
+    free(p->daily);
+    free(p->weekly);
+    free(p->monthly);
+    free(p->approval_above);
+    free(p->auto_approve_below);
+    free_list(p->merchants_allow, p->nmerchants_allow);
+    free_list(p->merchants_deny, p->nmerchants_deny);
+    free(p->hours_days);
+    free(p->hours_from);
+    free(p->hours_to);
+    free_list(p->currencies, p->ncurrencies);
+    free_list(p->operations, p->noperations);
+}
+
+static void free_routes(struct pg_route_spec *routes, size_t n)
+{
+    for (size_t i = 0; routes && i < n; i++) {
+        struct pg_route_spec *rt = &routes[i];
+        free(rt->name);
+        free(rt->method);
+        free(rt->path);
+        free(rt->operation);
+        free(rt->amount);
+        free(rt->currency);
+        free_list(rt->counterparty, rt->ncounterparty);
+        free_list(rt->urls, rt->nurls);
+    }
+    free(routes);
 }
 
 /* Secrets leave no copy behind in freed heap memory. */
@@ -297,11 +336,13 @@ void pg_config_free(struct pg_config *cfg)
         free(r->secret_ref);
         free_secret(r->secret);
         free(r->ca_file);
+        free_routes(r->routes, r->nroutes);
     }
     free(cfg->rails);
     for (size_t i = 0; cfg->orgs && i < cfg->norgs; i++) {
         free(cfg->orgs[i].name);
         free(cfg->orgs[i].timezone);
+        pg_tz_free(cfg->orgs[i].tz);
     }
     free(cfg->orgs);
     for (size_t i = 0; cfg->users && i < cfg->nusers; i++) {
@@ -319,26 +360,14 @@ void pg_config_free(struct pg_config *cfg)
         free(a->token_hash);
         free_list(a->rails, a->nrails);
         free(a->policy);
+        if (a->overrides) {
+            free_spec(a->overrides);
+            free(a->overrides);
+        }
     }
     free(cfg->agents);
-    for (size_t i = 0; cfg->policies && i < cfg->npolicies; i++) {
-        struct pg_policy_spec *p = &cfg->policies[i];
-        free(p->name);
-        free(p->currency);
-        free(p->per_transaction);
-        free(p->daily);
-        free(p->weekly);
-        free(p->monthly);
-        free(p->approval_above);
-        free(p->auto_approve_below);
-        free_list(p->merchants_allow, p->nmerchants_allow);
-        free_list(p->merchants_deny, p->nmerchants_deny);
-        free(p->hours_days);
-        free(p->hours_from);
-        free(p->hours_to);
-        free_list(p->currencies, p->ncurrencies);
-        free_list(p->operations, p->noperations);
-    }
+    for (size_t i = 0; cfg->policies && i < cfg->npolicies; i++)
+        free_spec(&cfg->policies[i]);
     free(cfg->policies);
     for (size_t i = 0; cfg->webhooks && i < cfg->nwebhooks; i++) {
         struct pg_webhook *w = &cfg->webhooks[i];

@@ -1,7 +1,8 @@
 /* Private to config/: the state of one load in progress and the helpers its
  * files share. report.c collects problems, values.c checks scalar syntax with
  * no YAML in sight, walk.c turns YAML nodes into checked values, sections.c
- * knows the schema, config.c drives a load and owns the result's lifetime. */
+ * knows the schema (routes.c its rails.NAME.routes part), zone.c loads org
+ * time zones, config.c drives a load and owns the result's lifetime. */
 #ifndef PG_CONFIG_INT_H
 #define PG_CONFIG_INT_H
 
@@ -37,6 +38,9 @@ struct cfg_loader {
     bool resolve;          /* resolve env: secrets now */
     bool nomem;
     bool truncated; /* problems past CFG_MAX_PROBLEMS dropped */
+    /* By policy slot: its `currency:` was written but refused. Agents'
+     * overrides then skip their own currency check: it was reported once. */
+    bool *policy_currency_refused;
     struct cfg_problem *probs;
     size_t nprobs, capprobs;
 };
@@ -82,7 +86,9 @@ const char *cfg_name_check(const char *s);     /* rail, org, policy, agent */
 const char *cfg_env_name_check(const char *s); /* [A-Za-z_][A-Za-z0-9_]* */
 const char *cfg_bcrypt_check(const char *s);
 const char *cfg_email_check(const char *s);
-const char *cfg_decimal_check(const char *s);  /* "500.00" */
+/* "500.00": shape only (digits, optional '.' and decimals, at most 15 digits
+ * before it); the number of decimals is the currency's to allow. */
+const char *cfg_decimal_check(const char *s);
 const char *cfg_currency_check(const char *s); /* 3 ASCII letters */
 const char *cfg_glob_check(const char *s);
 const char *cfg_duration_check(const char *s, uint32_t *seconds);
@@ -90,8 +96,16 @@ const char *cfg_duration_check(const char *s, uint32_t *seconds);
 const char *cfg_hhmm_check(const char *s, bool allow_2400, uint16_t *minutes);
 const char *cfg_days_check(const char *s, uint8_t *mask);
 const char *cfg_timestamp_check(const char *s, time_t *out);
+/* Shape of an IANA zone name, safe to append to the zoneinfo directory. */
 const char *cfg_timezone_check(const char *s);
 const char *cfg_sealed_check(const char *s); /* "sealed:v1:<base64url>" */
+
+/* "/v1/things/{id}/pay": literal segments or whole {name} placeholders. */
+const char *cfg_route_path_check(const char *s);
+/* Request body fields: form keys ("transfer_data[destination]",
+ * "line_items[][price]") and RFC 6901 JSON pointers ("/amount/value"). */
+const char *cfg_form_key_check(const char *s);
+const char *cfg_json_pointer_check(const char *s);
 
 enum cfg_secret_kind { CFG_SECRET_ENV, CFG_SECRET_SEALED, CFG_SECRET_PLAIN, CFG_SECRET_BAD };
 /* Classifies a secret reference; *why is set for CFG_SECRET_BAD. */
@@ -151,6 +165,21 @@ bool cfg_str_list(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
  * `nocase` folds ASCII case. nodes[] is reordered. */
 void cfg_report_dups(struct cfg_loader *ld, const yaml_node_t **nodes, size_t n, bool nocase,
                      const char *what, const char *where);
+
+/* zone.c -------------------------------------------------------------- */
+
+struct pg_tz;
+/* Loads the zone `name` ("UTC" and "Etc/UTC" need no file): 0 and *out,
+ * PG_EPARSE with *why a phrase for the message, or PG_ENOMEM. */
+PG_WUR int cfg_zone_load(const char *name, struct pg_tz **out, const char **why);
+
+/* routes.c ------------------------------------------------------------ */
+
+/* Reads rails.NAME.routes (the list node `n`) into r->routes. Needs
+ * r->preset and r->format already set: generic rails must say where the
+ * money is, and field references must suit the body format. */
+void cfg_load_routes(struct cfg_loader *ld, const yaml_node_t *n, const char *where,
+                     struct pg_rail *r);
 
 /* sections.c ---------------------------------------------------------- */
 

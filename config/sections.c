@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "config/config_int.h"
+#include "policy/money.h"
+#include "policy/tz.h"
 
 /* Keys of a mapping as an X-macro: one list yields the enum of indexes and
  * the names cfg_fields() matches against, so they cannot drift apart. */
@@ -355,14 +357,16 @@ static void load_limits(struct cfg_loader *ld, const yaml_node_t *n)
 
 #define RAIL_KEYS(X)                                                                               \
     X(R_, preset)                                                                                  \
-    X(R_, upstream) X(R_, secret) X(R_, ca_file) X(R_, tls_min) X(R_, timeout_ms)                  \
-        X(R_, connect_timeout_ms) X(R_, unmatched) X(R_, allow_http) X(R_, pool_size)
+    X(R_, upstream)                                                                                \
+    X(R_, secret) X(R_, ca_file) X(R_, tls_min) X(R_, timeout_ms) X(R_, connect_timeout_ms)        \
+        X(R_, unmatched) X(R_, allow_http) X(R_, pool_size) X(R_, format) X(R_, routes)
 enum { RAIL_KEYS(KEY_ENUM) R_COUNT };
 static const char *const rail_keys[] = {RAIL_KEYS(KEY_NAME)};
 
 static const char *const preset_names[] = {"stripe", "adyen", "generic"};
 static const char *const unmatched_names[] = {"deny", "pass"};
 static const char *const tls_names[] = {"1.2", "1.3"};
+static const char *const format_names[] = {"form", "json"}; /* enum pg_body_format */
 
 /* Splits a checked upstream URL into the fields the proxy connects with. */
 static void set_upstream(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
@@ -494,6 +498,23 @@ static void load_rail(struct cfg_loader *ld, size_t i, const char *name, const y
     }
     if (v[R_pool_size])
         (void)cfg_u32(ld, v[R_pool_size], P("pool_size"), 0, 10000, &r->pool_size);
+
+    /* Stripe takes forms and Adyen JSON whatever the file says; a `format`
+     * contradicting the preset is a misunderstanding worth stopping. */
+    r->format = r->preset == PG_PRESET_ADYEN ? PG_BODY_JSON : PG_BODY_FORM;
+    if (v[R_format]) {
+        e = cfg_enum(ld, v[R_format], P("format"), format_names, PG_ARRAY_LEN(format_names));
+        if (e >= 0 && r->preset == PG_PRESET_GENERIC)
+            r->format = (enum pg_body_format)e;
+        else if (e >= 0 && (enum pg_body_format)e != r->format)
+            cfg_report(ld, v[R_format],
+                       "%s: the %s preset's request bodies are %s; leave format out (it is "
+                       "for generic rails)",
+                       path, preset_names[r->preset],
+                       r->format == PG_BODY_JSON ? "JSON" : "form-encoded");
+    }
+    if (v[R_routes])
+        cfg_load_routes(ld, v[R_routes], where, r);
 }
 
 static void load_rails(struct cfg_loader *ld, const yaml_node_t *n)
@@ -526,12 +547,22 @@ static void load_org(struct cfg_loader *ld, size_t i, const char *name, const ya
     o->name = cfg_dup(ld, name);
     snprintf(where, sizeof where, "orgs.%s", name);
     if (cfg_fields(ld, val, where, org_keys, O_COUNT, v, k) && v[O_timezone]) {
-        const char *tz = checked(ld, v[O_timezone], P("timezone"), cfg_timezone_check);
-        if (tz)
+        const char *tz = cfg_str(ld, v[O_timezone], P("timezone"));
+        const char *why = NULL;
+        if (!tz)
+            return;
+        int rc = cfg_zone_load(tz, &o->tz, &why);
+        if (rc == PG_ENOMEM)
+            ld->nomem = true;
+        else if (rc != 0)
+            cfg_report(ld, v[O_timezone], "%s: \"%.*s\" %s", path, CFG_ECHO, tz, why);
+        else
             o->timezone = cfg_dup(ld, tz);
+        return;
     }
-    if (!o->timezone)
-        o->timezone = cfg_dup(ld, "UTC");
+    o->timezone = cfg_dup(ld, "UTC");
+    if (pg_tz_utc(&o->tz) != 0)
+        ld->nomem = true;
 }
 
 static void load_orgs(struct cfg_loader *ld, const yaml_node_t *n)
@@ -548,9 +579,10 @@ static void load_orgs(struct cfg_loader *ld, const yaml_node_t *n)
 
 #define POLICY_KEYS(X)                                                                             \
     X(PK_, currency)                                                                               \
-    X(PK_, per_transaction) X(PK_, daily) X(PK_, weekly) X(PK_, monthly) X(PK_, approval_above)    \
-        X(PK_, auto_approve_below) X(PK_, merchants) X(PK_, hours) X(PK_, velocity)                \
-            X(PK_, currencies) X(PK_, operations) X(PK_, refunds_restore)
+    X(PK_, per_transaction)                                                                        \
+    X(PK_, daily) X(PK_, weekly) X(PK_, monthly) X(PK_, approval_above) X(PK_, auto_approve_below) \
+        X(PK_, merchants) X(PK_, hours) X(PK_, velocity) X(PK_, currencies) X(PK_, operations)     \
+            X(PK_, refunds_restore)
 enum { POLICY_KEYS(KEY_ENUM) PK_COUNT };
 static const char *const policy_keys[] = {POLICY_KEYS(KEY_NAME)};
 
@@ -569,10 +601,20 @@ static const char *const velocity_keys[] = {VELOCITY_KEYS(KEY_NAME)};
 static const char *const operation_names[] = {"payment", "refund", "transfer",
                                               "payout",  "config", "read"};
 
+/* A known ISO 4217 code: an unknown one could never match a payment, and
+ * its amounts would have no exponent to be read with. */
+static const char *currency_why(const char *s)
+{
+    const char *why = cfg_currency_check(s);
+    if (!why && pg_money_exponent(pg_slice_cstr(s)) < 0)
+        why = "is not an ISO 4217 currency code payguard knows (like usd, eur or jpy)";
+    return why;
+}
+
 static bool check_currency_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
                                 const char *s)
 {
-    const char *why = cfg_currency_check(s);
+    const char *why = currency_why(s);
     if (why)
         cfg_report(ld, n, "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
     return !why;
@@ -680,44 +722,155 @@ static void load_velocity(struct cfg_loader *ld, const yaml_node_t *n, const cha
     }
 }
 
-static void load_policy(struct cfg_loader *ld, size_t i, const char *name, const yaml_node_t *key,
-                        const yaml_node_t *val)
-{
-    struct pg_policy_spec *p = &ld->cfg->policies[i];
-    char where[CFG_PATH_MAX], path[CFG_PATH_MAX];
-    yaml_node_t *v[PK_COUNT], *k[PK_COUNT];
-    static const size_t amounts[] = {PK_per_transaction, PK_daily,          PK_weekly,
-                                     PK_monthly,         PK_approval_above, PK_auto_approve_below};
-    char **amount_dst[] = {&p->per_transaction, &p->daily,          &p->weekly,
-                           &p->monthly,         &p->approval_above, &p->auto_approve_below};
-    const yaml_node_t *first_amount = NULL;
+/* The amounts of a spec, in key order; HOLD_ABOVE and NEVER_HOLD_BELOW
+ * index approval_above and auto_approve_below. */
+#define NAMOUNTS 6
+enum { HOLD_ABOVE = 4, NEVER_HOLD_BELOW = 5 };
+static const size_t amount_keys[NAMOUNTS] = {
+    PK_per_transaction, PK_daily, PK_weekly, PK_monthly, PK_approval_above, PK_auto_approve_below};
 
-    PG_UNUSED(key);
-    p->name = cfg_dup(ld, name);
-    snprintf(where, sizeof where, "policies.%s", name);
+static char **amount_field(struct pg_policy_spec *p, size_t a)
+{
+    char **f[NAMOUNTS] = {&p->per_transaction, &p->daily,          &p->weekly,
+                          &p->monthly,         &p->approval_above, &p->auto_approve_below};
+    return f[a];
+}
+
+/* What a spec's amounts were read as, for checks that compare them. */
+struct spec_amounts {
+    const char *currency; /* lowercase code they are in; NULL: unknown */
+    int exp;              /* its exponent; -1 when unknown */
+    int64_t minor[NAMOUNTS];
+    bool parsed[NAMOUNTS];
+    const yaml_node_t *node[NAMOUNTS];
+};
+
+/* Where an agent's overrides take their currency when they name none. */
+struct spec_base {
+    const struct pg_policy_spec *policy; /* the agent's named policy, or NULL */
+    bool quiet; /* its currency (or the policy itself) was refused: reported once already */
+};
+
+static void upper3(char out[4], const char *code)
+{
+    for (int i = 0; i < 3; i++)
+        out[i] = (char)(code[i] >= 'a' && code[i] <= 'z' ? code[i] - 32 : code[i]);
+    out[3] = '\0';
+}
+
+/* One amount: the shape always, and when the currency is known, exactly
+ * (pg_money_parse_decimal: no more decimals than the currency has). Returns
+ * the text to keep, or NULL after reporting; *parsed says whether *minor
+ * holds its value. Plain 500.00 is taken as written too: libyaml hands over
+ * the text, so no float ever touches an amount. */
+static const char *load_amount(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                               const struct spec_amounts *am, int64_t *minor, bool *parsed)
+{
+    char code[4];
+    const char *why = NULL;
+
+    *parsed = false;
+    const char *s = checked(ld, n, path, cfg_decimal_check);
+    if (!s || am->exp < 0)
+        return s;
+    const char *dot = strchr(s, '.');
+    if (dot && strlen(dot + 1) > (size_t)am->exp) {
+        upper3(code, am->currency);
+        cfg_report(ld, n, "%s: \"%.*s\" has too many decimal places for %s (%d decimal%s)", path,
+                   CFG_ECHO, s, code, am->exp, am->exp == 1 ? "" : "s");
+        return NULL;
+    }
+    if (pg_money_parse_decimal(pg_slice_cstr(s), am->exp, minor, &why) != 0) {
+        cfg_report(ld, n, "%s: \"%.*s\" %s", path, CFG_ECHO, s, why ? why : "is not an amount");
+        return NULL;
+    }
+    *parsed = true;
+    return s;
+}
+
+/* auto_approve_below above approval_above would make a payment between the
+ * two both "never held" and "held"; equal is fine (nothing is above one and
+ * below the other). `other_from` names where the other value came from
+ * when it is not in the same mapping (an override against its policy). */
+static void check_hold_order(struct cfg_loader *ld, const yaml_node_t *at, const char *where,
+                             bool at_auto, const char *mine, const char *other,
+                             const char *other_from)
+{
+    char from[CFG_ECHO + 16] = "";
+    if (other_from)
+        snprintf(from, sizeof from, " in policy %.*s", CFG_ECHO, other_from);
+    cfg_report(ld, at,
+               "%s.%s: \"%.*s\" is %s %s (\"%.*s\"%s); a payment between the two would be "
+               "both held and never held",
+               where, at_auto ? "auto_approve_below" : "approval_above", CFG_ECHO, mine,
+               at_auto ? "above" : "below", at_auto ? "approval_above" : "auto_approve_below",
+               CFG_ECHO, other, from);
+}
+
+/* Reads the keys of a policy (policies.NAME: base NULL) or of an agent's
+ * overrides (base: the agent's policy, whose currency the override's amounts
+ * are in unless it names its own) into p, and what its amounts were read as
+ * into am. Returns true when a `currency:` was written but refused. */
+static bool load_spec(struct cfg_loader *ld, const yaml_node_t *val, const char *where,
+                      const struct spec_base *base, struct pg_policy_spec *p,
+                      struct spec_amounts *am)
+{
+    char path[CFG_PATH_MAX];
+    yaml_node_t *v[PK_COUNT], *k[PK_COUNT];
+    const yaml_node_t *first_amount = NULL;
+    bool refused = false, quiet = false;
+
+    memset(am, 0, sizeof *am);
+    am->exp = -1;
     if (!cfg_fields(ld, val, where, policy_keys, PK_COUNT, v, k))
-        return;
+        return false;
 
     if (v[PK_currency]) {
-        const char *c = checked(ld, v[PK_currency], P("currency"), cfg_currency_check);
+        const char *c = checked(ld, v[PK_currency], P("currency"), currency_why);
         p->currency = cfg_dup(ld, c);
         lowercase(p->currency);
+        refused = quiet = c == NULL;
     }
-    for (size_t a = 0; a < PG_ARRAY_LEN(amounts); a++) {
-        if (!v[amounts[a]])
+    am->currency = p->currency;
+    if (!am->currency && base && base->policy)
+        am->currency = base->policy->currency;
+    if (!am->currency && base && base->quiet)
+        quiet = true;
+    if (am->currency)
+        am->exp = pg_money_exponent(pg_slice_cstr(am->currency));
+
+    for (size_t a = 0; a < NAMOUNTS; a++) {
+        size_t ki = amount_keys[a];
+        if (!v[ki])
             continue;
-        /* Plain 500.00 is taken as written too: libyaml hands over the text,
-         * so no float ever touches the amount. */
-        const char *s = checked(ld, v[amounts[a]], P(policy_keys[amounts[a]]), cfg_decimal_check);
-        *amount_dst[a] = cfg_dup(ld, s);
         if (!first_amount)
-            first_amount = k[amounts[a]];
+            first_amount = k[ki];
+        am->node[a] = v[ki];
+        *amount_field(p, a) = cfg_dup(
+            ld, load_amount(ld, v[ki], P(policy_keys[ki]), am, &am->minor[a], &am->parsed[a]));
     }
-    if (first_amount && !k[PK_currency])
-        cfg_report(ld, first_amount,
-                   "%s: amounts need a currency: add \"currency: usd\" (the currency "
-                   "the limits are written in)",
-                   where);
+    if (first_amount && !am->currency && !quiet) {
+        if (!base)
+            cfg_report(ld, first_amount,
+                       "%s: amounts need a currency: add \"currency: usd\" (the currency "
+                       "the limits are written in)",
+                       where);
+        else if (!base->policy)
+            cfg_report(ld, first_amount,
+                       "%s: amounts need a currency: add \"currency: usd\" here (the agent "
+                       "has no policy to take it from)",
+                       where);
+        else
+            cfg_report(ld, first_amount,
+                       "%s: amounts need a currency: add \"currency: usd\" here or to policy "
+                       "%.*s",
+                       where, CFG_ECHO, base->policy->name);
+    }
+    if (am->parsed[NEVER_HOLD_BELOW] && am->parsed[HOLD_ABOVE] &&
+        am->minor[NEVER_HOLD_BELOW] > am->minor[HOLD_ABOVE])
+        check_hold_order(ld, am->node[NEVER_HOLD_BELOW], where, true,
+                         cfg_text(am->node[NEVER_HOLD_BELOW]), cfg_text(am->node[HOLD_ABOVE]),
+                         NULL);
 
     if (v[PK_merchants]) {
         char mwhere[CFG_PATH_MAX];
@@ -744,7 +897,23 @@ static void load_policy(struct cfg_loader *ld, size_t i, const char *name, const
         (void)cfg_str_list(ld, v[PK_operations], P("operations"), check_operation_item, false,
                            &p->operations, &p->noperations);
     if (v[PK_refunds_restore])
-        (void)cfg_bool(ld, v[PK_refunds_restore], P("refunds_restore"), &p->refunds_restore);
+        p->has_refunds_restore =
+            cfg_bool(ld, v[PK_refunds_restore], P("refunds_restore"), &p->refunds_restore);
+    return refused;
+}
+
+static void load_policy(struct cfg_loader *ld, size_t i, const char *name, const yaml_node_t *key,
+                        const yaml_node_t *val)
+{
+    struct pg_policy_spec *p = &ld->cfg->policies[i];
+    struct spec_amounts am;
+    char where[CFG_PATH_MAX];
+
+    PG_UNUSED(key);
+    p->name = cfg_dup(ld, name);
+    snprintf(where, sizeof where, "policies.%s", name);
+    if (load_spec(ld, val, where, NULL, p, &am) && ld->policy_currency_refused)
+        ld->policy_currency_refused[i] = true;
 }
 
 static void load_policies(struct cfg_loader *ld, const yaml_node_t *n)
@@ -753,7 +922,8 @@ static void load_policies(struct cfg_loader *ld, const yaml_node_t *n)
                     ? (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start)
                     : 0;
     ld->cfg->policies = cfg_calloc(ld, np, sizeof *ld->cfg->policies);
-    if (ld->cfg->policies)
+    ld->policy_currency_refused = cfg_calloc(ld, np, sizeof *ld->policy_currency_refused);
+    if (ld->cfg->policies && ld->policy_currency_refused)
         ld->cfg->npolicies = named_entries(ld, n, "policies", "policy", load_policy);
 }
 
@@ -854,7 +1024,9 @@ static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
 /* ---- agents ------------------------------------------------------------ */
 
 #define AGENT_KEYS(X)                                                                              \
-    X(A_, id) X(A_, org) X(A_, token) X(A_, rails) X(A_, policy) X(A_, expires) X(A_, revoked)
+    X(A_, id)                                                                                      \
+    X(A_, org)                                                                                     \
+    X(A_, token) X(A_, rails) X(A_, policy) X(A_, expires) X(A_, revoked) X(A_, overrides)
 enum { AGENT_KEYS(KEY_ENUM) A_COUNT };
 static const char *const agent_keys[] = {AGENT_KEYS(KEY_NAME)};
 
@@ -862,6 +1034,47 @@ static bool check_rail_item(struct cfg_loader *ld, const yaml_node_t *n, const c
                             const char *s)
 {
     return REF_EXISTS(ld, n, path, s, "rail", "rails", ld->cfg->rails, ld->cfg->nrails);
+}
+
+/* agents[].overrides: policy keys set on the agent itself, on top of its
+ * named policy (or, without one, its whole policy). Read by the same code as
+ * a policy; amounts are in the override's currency, else the policy's. */
+static void load_overrides(struct cfg_loader *ld, const yaml_node_t *n, const char *awhere,
+                           bool names_policy, struct pg_agent *a)
+{
+    struct pg_config *cfg = ld->cfg;
+    struct spec_base base = {.policy = NULL, .quiet = names_policy && !a->policy};
+    struct spec_amounts am;
+    char where[CFG_PATH_MAX];
+
+    for (size_t i = 0; a->policy && i < cfg->npolicies; i++) {
+        if (cfg->policies[i].name && strcmp(cfg->policies[i].name, a->policy) == 0) {
+            base.policy = &cfg->policies[i];
+            base.quiet = ld->policy_currency_refused && ld->policy_currency_refused[i];
+        }
+    }
+    a->overrides = cfg_calloc(ld, 1, sizeof *a->overrides);
+    if (!a->overrides)
+        return;
+    snprintf(where, sizeof where, "%.160s.overrides", awhere);
+    (void)load_spec(ld, n, where, &base, a->overrides, &am);
+
+    /* The hold thresholds in force are the override's or the policy's: one
+     * from each must still be in order (the policy alone was checked). */
+    const struct pg_policy_spec *bp = base.policy;
+    if (!bp || !bp->currency || !am.currency || strcmp(bp->currency, am.currency) != 0 ||
+        am.parsed[HOLD_ABOVE] == am.parsed[NEVER_HOLD_BELOW])
+        return;
+    const char *bs = am.parsed[HOLD_ABOVE] ? bp->auto_approve_below : bp->approval_above;
+    int64_t other;
+    if (!bs || pg_money_parse_decimal(pg_slice_cstr(bs), am.exp, &other, NULL) != 0)
+        return;
+    if (am.parsed[HOLD_ABOVE] && other > am.minor[HOLD_ABOVE])
+        check_hold_order(ld, am.node[HOLD_ABOVE], where, false, cfg_text(am.node[HOLD_ABOVE]), bs,
+                         bp->name);
+    else if (am.parsed[NEVER_HOLD_BELOW] && am.minor[NEVER_HOLD_BELOW] > other)
+        check_hold_order(ld, am.node[NEVER_HOLD_BELOW], where, true,
+                         cfg_text(am.node[NEVER_HOLD_BELOW]), bs, bp->name);
 }
 
 static void load_agent(struct cfg_loader *ld, const yaml_node_t *it, const char *where,
@@ -909,6 +1122,8 @@ static void load_agent(struct cfg_loader *ld, const yaml_node_t *it, const char 
     }
     if (v[A_revoked])
         (void)cfg_bool(ld, v[A_revoked], P("revoked"), &a->revoked);
+    if (v[A_overrides])
+        load_overrides(ld, v[A_overrides], where, v[A_policy] != NULL, a);
 }
 
 static void load_agents(struct cfg_loader *ld, const yaml_node_t *n)
@@ -1013,8 +1228,9 @@ static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
 
 #define ROOT_KEYS(X)                                                                               \
     X(K_, listen)                                                                                  \
-    X(K_, data_dir) X(K_, master_key_env) X(K_, log_file) X(K_, limits) X(K_, rails) X(K_, orgs)   \
-        X(K_, users) X(K_, agents) X(K_, policies) X(K_, webhooks)
+    X(K_, data_dir)                                                                                \
+    X(K_, master_key_env) X(K_, log_file) X(K_, limits) X(K_, rails) X(K_, orgs) X(K_, users)      \
+        X(K_, agents) X(K_, policies) X(K_, webhooks)
 enum { ROOT_KEYS(KEY_ENUM) K_COUNT };
 static const char *const root_keys[] = {ROOT_KEYS(KEY_NAME)};
 

@@ -5,14 +5,10 @@
 #include "common/pg.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "config/config_int.h"
 
@@ -318,14 +314,15 @@ const char *cfg_email_check(const char *s)
     return NULL;
 }
 
-/* Amounts are exact decimals in major units; policy/ converts them to minor
- * units once it knows the currency's exponent. Three decimals is the most
- * any ISO 4217 currency uses. */
+/* Amounts are exact decimals in major units. This is their shape only: how
+ * many decimals are allowed depends on the currency (2 for usd, 0 for jpy,
+ * 3 for kwd), which sections.c checks with pg_money_parse_decimal once it
+ * knows which currency applies. */
 const char *cfg_decimal_check(const char *s)
 {
     size_t i = 0, intd = 0, frac = 0;
     const char *hint = "must be a decimal amount like \"500.00\" (digits, an "
-                       "optional '.' and up to 3 decimals; no sign or exponent)";
+                       "optional '.' and decimals; no sign or exponent)";
 
     while (is_digit(s[i])) {
         i++;
@@ -341,8 +338,6 @@ const char *cfg_decimal_check(const char *s)
         }
         if (frac == 0)
             return hint;
-        if (frac > 3)
-            return "has more than 3 decimals";
     }
     if (s[i])
         return hint;
@@ -531,14 +526,11 @@ const char *cfg_timestamp_check(const char *s, time_t *out)
     return NULL;
 }
 
-/* An IANA name that the tz database on this machine knows. The name becomes
- * a path, so it must not be able to climb out of the zoneinfo directory, and
- * the file must be a compiled zone ("TZif"), not zone.tab or leapseconds. */
+/* The shape of an IANA zone name. The name becomes a path under the tz
+ * database directory (zone.c reads it), so it must not be able to climb out
+ * of it: no leading '/' or '.', no "/." anywhere, no empty component. */
 const char *cfg_timezone_check(const char *s)
 {
-    const char *dir = getenv("TZDIR");
-    char path[512];
-    char magic[4];
     size_t len = strlen(s);
 
     if (strcmp(s, "UTC") == 0)
@@ -551,25 +543,115 @@ const char *cfg_timezone_check(const char *s)
         if (!is_alnum(*c) && *c != '_' && *c != '-' && *c != '+' && *c != '/')
             return "must be an IANA timezone name like Europe/Paris";
     }
-    if (!dir || dir[0] != '/')
-        dir = "/usr/share/zoneinfo";
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, s) >= sizeof path)
-        return "timezone name is too long";
+    return NULL;
+}
 
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0 && errno == ELOOP) /* Debian links aliases; follow those */
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return "is not a timezone known to this machine's tz database "
-               "(expected an IANA name like Europe/Paris or UTC)";
-    struct stat st;
-    ssize_t got = -1;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-        got = read(fd, magic, sizeof magic);
-    close(fd);
-    if (got != (ssize_t)sizeof magic || memcmp(magic, "TZif", 4) != 0)
-        return "is not a timezone known to this machine's tz database "
-               "(expected an IANA name like Europe/Paris or UTC)";
+/* ---- routes ----------------------------------------------------------- */
+
+static bool is_segment_char(char c)
+{
+    return is_alnum(c) || c == '_' || c == '.' || c == '-';
+}
+
+_Static_assert(PG_ROUTE_MAX_SEGMENTS == 16, "the message below names the limit");
+
+/* "/v1/payment_intents/{id}/confirm": each segment literal text or one whole
+ * {name}. The proxy matches the request path segment by segment, so what is
+ * refused here is what could never match or could match in two ways: a
+ * query, percent-encoding, empty or dot segments, a placeholder used twice. */
+const char *cfg_route_path_check(const char *s)
+{
+    const char *names[PG_ROUTE_MAX_SEGMENTS];
+    size_t lens[PG_ROUTE_MAX_SEGMENTS], nnames = 0, nseg = 0;
+
+    if (s[0] != '/')
+        return "must start with '/' (e.g. /v1/payouts)";
+    if (strlen(s) > 512)
+        return "is longer than 512 characters";
+    if (strchr(s, '?'))
+        return "must not have a ?query; routes match the path only";
+    if (strchr(s, '%'))
+        return "must not be percent-encoded";
+    if (strcmp(s, "/") == 0)
+        return NULL;
+    for (const char *p = s + 1;;) {
+        size_t len = strcspn(p, "/");
+        if (len == 0)
+            return "has an empty segment (\"//\" or a trailing '/')";
+        if (++nseg > PG_ROUTE_MAX_SEGMENTS)
+            return "has more than 16 segments";
+        if (p[0] == '{') {
+            if (p[len - 1] != '}' || len < 3)
+                return "placeholders are a whole segment like {id}";
+            for (size_t i = 1; i + 1 < len; i++)
+                if (!is_alnum(p[i]) && p[i] != '_')
+                    return "placeholder names may only contain letters, digits and '_'";
+            for (size_t i = 0; i < nnames; i++)
+                if (lens[i] == len && memcmp(names[i], p, len) == 0)
+                    return "uses the same placeholder twice";
+            names[nnames] = p;
+            lens[nnames++] = len;
+        } else {
+            if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+                return "must not have \".\" or \"..\" segments";
+            for (size_t i = 0; i < len; i++) {
+                if (p[i] == '{' || p[i] == '}')
+                    return "placeholders are a whole segment like {id}";
+                if (!is_segment_char(p[i]))
+                    return "segments may only contain letters, digits, '_', '.' and '-', "
+                           "or be a placeholder like {id}";
+            }
+        }
+        if (!p[len])
+            break;
+        p += len + 1;
+    }
+    return NULL;
+}
+
+/* A form key as Stripe writes them: "amount", "transfer_data[destination]",
+ * "line_items[][price]" (an empty bracket is any list index). */
+const char *cfg_form_key_check(const char *s)
+{
+    size_t i = 0;
+
+    while (is_segment_char(s[i]))
+        i++;
+    if (i == 0)
+        return "is not a form key (like amount or transfer_data[destination]) nor a JSON "
+               "pointer (like /amount/value)";
+    while (s[i] == '[') {
+        i++;
+        while (is_segment_char(s[i]))
+            i++;
+        if (s[i] != ']')
+            return "is not a form key: each '[' needs a closing ']' around letters, digits, "
+                   "'_', '.' or '-' (like transfer_data[destination] or line_items[][price])";
+        i++;
+    }
+    if (s[i])
+        return "is not a form key (like amount or transfer_data[destination]) nor a JSON "
+               "pointer (like /amount/value)";
+    if (i > 255)
+        return "is longer than 255 characters";
+    return NULL;
+}
+
+/* RFC 6901: "/a/b~1c" names key "b/c" of a. '~' escapes only 0 ('~') and 1
+ * ('/'); an empty token names the key "" (legal, if odd). */
+const char *cfg_json_pointer_check(const char *s)
+{
+    if (s[0] != '/')
+        return "is not a JSON pointer (it must start with '/', like /amount/value)";
+    if (strlen(s) > 255)
+        return "is longer than 255 characters";
+    for (const char *c = s; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return "must not contain control characters";
+        if (*c == '~' && c[1] != '0' && c[1] != '1')
+            return "is not a valid JSON pointer: '~' must be followed by 0 or 1 "
+                   "(~0 stands for '~', ~1 for '/')";
+    }
     return NULL;
 }
 

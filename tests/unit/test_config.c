@@ -4,6 +4,7 @@
  * process works there), so messages start with "payguard.yaml:". */
 #include "common/pg.h"
 #include "config/config.h"
+#include "policy/tz.h"
 
 #include <arpa/inet.h>
 #include <crypt.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -23,6 +25,10 @@
 #define HASH "$2b$10$c8EmyI6MDiMPvJLosKpHqexPVqnbKkkrngcWQCn08gdpBLQ6b1xyG"
 #define DEMO_TOKEN "pgt_demo_shopper_0000000000000000000000000000"
 #define DEMO_PASSWORD "payguard-demo-password"
+
+/* 2026-07-15T12:00:00Z (summer time in Paris) and 2026-01-15T12:00:00Z. */
+#define JULY_15_2026 INT64_C(1784116800)
+#define JANUARY_15_2026 INT64_C(1768478400)
 
 static char example_path[PATH_MAX]; /* payguard.yaml.example, absolute */
 static char data_dir[PATH_MAX];     /* tests/data/config, absolute */
@@ -170,9 +176,14 @@ static void example_loads_with_only_the_stripe_key(void **state)
     assert_int_equal(r->unmatched, PG_UNMATCHED_DENY);
     assert_false(r->allow_http);
 
+    assert_int_equal(r->format, PG_BODY_FORM);
+    assert_int_equal(r->nroutes, 0); /* the routes: example is commented out */
+
     const struct pg_org *o = pg_config_org(cfg, PG_SLICE("acme"));
     assert_non_null(o);
     assert_string_equal(o->timezone, "Europe/Paris");
+    assert_non_null(o->tz);
+    assert_int_equal(pg_tz_offset(o->tz, JULY_15_2026), 7200);
 
     assert_int_equal(cfg->nagents, 1);
     const struct pg_agent *a = pg_config_agent(cfg, PG_SLICE("shopper"));
@@ -183,6 +194,12 @@ static void example_loads_with_only_the_stripe_key(void **state)
     assert_string_equal(a->policy, "default");
     assert_int_equal(a->expires, 0);
     assert_false(a->revoked);
+    assert_non_null(a->overrides);
+    assert_null(a->overrides->name);
+    assert_null(a->overrides->currency); /* the policy's usd */
+    assert_string_equal(a->overrides->daily, "1000.00");
+    assert_null(a->overrides->per_transaction);
+    assert_false(a->overrides->has_refunds_restore);
     /* The hash really is the documented demo token's. */
     assert_true(bcrypt_matches(DEMO_TOKEN, a->token_hash));
     assert_false(bcrypt_matches("pgt_demo_shopper_0000000000000000000000000001", a->token_hash));
@@ -213,6 +230,7 @@ static void example_loads_with_only_the_stripe_key(void **state)
     assert_int_equal(p->ncurrencies, 2);
     assert_int_equal(p->noperations, 3);
     assert_false(p->refunds_restore);
+    assert_true(p->has_refunds_restore);
     assert_int_equal(cfg->nwebhooks, 0);
     pg_config_free(cfg);
 }
@@ -952,7 +970,7 @@ static void every_problem_in_a_file_is_reported_in_order(void **state)
         ":13:15: orgs.acme.timezone: \"Mars/Olympus\" is not a timezone known to this "
         "machine's tz database (expected an IANA name like Europe/Paris or UTC)",
         ":16:22: policies.default.per_transaction: \"5,00\" must be a decimal amount like "
-        "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
+        "\"500.00\" (digits, an optional '.' and decimals; no sign or exponent)",
         ":17:30: policies.default.velocity.per: \"1w\" must be a duration like 30s, 5m, 1h or 1d",
         ":24:10: duplicate agent id \"shopper\" (first at line 20, column 9)",
         ":24:24: agents[1].org: unknown org \"acm\" (did you mean \"acme\"?)",
@@ -1025,7 +1043,7 @@ static void policy_values_are_checked_and_kept(void **state)
                         "    currency: EUR\n"
                         "    per_transaction: 0.5\n"
                         "    daily: \"1000\"\n"
-                        "    monthly: \"123456789012345.125\"\n"
+                        "    monthly: \"123456789012345.12\"\n"
                         "    merchants: {deny: [\"acct_bad*\", \"?x\"]}\n"
                         "    hours: {days: \"Mon-Wed,sat\", from: \"00:00\", to: \"24:00\"}\n"
                         "    velocity: {max: 3, per: 2h}\n"
@@ -1039,7 +1057,7 @@ static void policy_values_are_checked_and_kept(void **state)
     assert_string_equal(p->per_transaction, "0.5");
     assert_string_equal(p->daily, "1000");
     assert_null(p->weekly);
-    assert_string_equal(p->monthly, "123456789012345.125");
+    assert_string_equal(p->monthly, "123456789012345.12");
     assert_int_equal(p->nmerchants_allow, 0);
     assert_int_equal(p->nmerchants_deny, 2);
     assert_string_equal(p->merchants_deny[1], "?x");
@@ -1053,11 +1071,13 @@ static void policy_values_are_checked_and_kept(void **state)
     assert_string_equal(p->currencies[0], "eur");
     assert_int_equal(p->noperations, 1);
     assert_true(p->refunds_restore);
+    assert_true(p->has_refunds_restore);
     p = pg_config_policy(cfg, PG_SLICE("empty"));
     assert_non_null(p);
     assert_null(p->currency);
     assert_null(p->hours_from);
     assert_int_equal(p->velocity_max, 0);
+    assert_false(p->has_refunds_restore);
     assert_null(pg_config_policy(cfg, PG_SLICE("nope")));
     pg_config_free(cfg);
 
@@ -1075,7 +1095,7 @@ static void policy_problems(void **state)
         MINIMAL "policies:\n"
                 "  p:\n"
                 "    currency: us\n"
-                "    per_transaction: \"1.2345\"\n"
+                "    per_transaction: \"1.\"\n"
                 "    daily: \"-5\"\n"
                 "    weekly: \".5\"\n"
                 "    monthly: 1e3\n"
@@ -1091,13 +1111,14 @@ static void policy_problems(void **state)
                 "    velocity: {per: 1m}\n",
         "payguard.yaml:7:15: policies.p.currency: \"us\" must be a 3-letter ISO 4217 "
         "currency code like usd or eur",
-        "payguard.yaml:8:22: policies.p.per_transaction: \"1.2345\" has more than 3 decimals",
+        "payguard.yaml:8:22: policies.p.per_transaction: \"1.\" must be a decimal amount like "
+        "\"500.00\" (digits, an optional '.' and decimals; no sign or exponent)",
         "payguard.yaml:9:12: policies.p.daily: \"-5\" must be a decimal amount like "
-        "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
+        "\"500.00\" (digits, an optional '.' and decimals; no sign or exponent)",
         "payguard.yaml:10:13: policies.p.weekly: \".5\" must be a decimal amount like "
-        "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
+        "\"500.00\" (digits, an optional '.' and decimals; no sign or exponent)",
         "payguard.yaml:11:14: policies.p.monthly: \"1e3\" must be a decimal amount like "
-        "\"500.00\" (digits, an optional '.' and up to 3 decimals; no sign or exponent)",
+        "\"500.00\" (digits, an optional '.' and decimals; no sign or exponent)",
         "payguard.yaml:12:21: policies.p.approval_above: \"1234567890123456\" is too "
         "large (more than 15 digits before the '.')",
         "payguard.yaml:13:19: policies.p.hours.days: \"mon-tue,tue\" names a day twice",
@@ -1124,6 +1145,597 @@ static void policy_problems(void **state)
         "payguard.yaml:20:33: policies.q.hours.to: \"8\" must be a time of day as "
         "\"HH:MM\" (24-hour clock, e.g. \"08:00\")",
         "payguard.yaml:21:15: missing required key \"max\" in policies.q.velocity");
+}
+
+/* ---- exact amounts ----------------------------------------------------------- */
+
+static void amounts_are_exact_for_their_currency(void **state)
+{
+    (void)state;
+    struct pg_config *cfg = load_ok(MINIMAL "policies:\n"
+                                            "  yen:\n"
+                                            "    currency: JPY\n"
+                                            "    daily: \"5000\"\n"
+                                            "    approval_above: \"100\"\n"
+                                            "    auto_approve_below: \"100\"\n"
+                                            "  dinar:\n"
+                                            "    currency: kwd\n"
+                                            "    per_transaction: \"1.125\"\n"
+                                            "  unidad:\n"
+                                            "    currency: clf\n"
+                                            "    per_transaction: 0.0001\n"
+                                            "    currencies: [clf, JPY]\n",
+                                    true);
+    const struct pg_policy_spec *p = pg_config_policy(cfg, PG_SLICE("yen"));
+    assert_string_equal(p->currency, "jpy");
+    assert_string_equal(p->daily, "5000");
+    /* Equal thresholds are consistent: nothing is above one and below the other. */
+    assert_string_equal(p->approval_above, "100");
+    assert_string_equal(p->auto_approve_below, "100");
+    assert_string_equal(pg_config_policy(cfg, PG_SLICE("dinar"))->per_transaction, "1.125");
+    p = pg_config_policy(cfg, PG_SLICE("unidad"));
+    assert_string_equal(p->per_transaction, "0.0001"); /* CLF has 4 decimals */
+    assert_int_equal(p->ncurrencies, 2);
+    assert_string_equal(p->currencies[1], "jpy");
+    pg_config_free(cfg);
+
+    EXPECT_ERRORS(MINIMAL "policies:\n"
+                          "  default:\n"
+                          "    currency: jpy\n"
+                          "    daily: \"0.1\"\n"
+                          "  usd:\n"
+                          "    currency: usd\n"
+                          "    per_transaction: \"1.234\"\n"
+                          "    approval_above: \"100.00\"\n"
+                          "    auto_approve_below: \"100.01\"\n"
+                          "  bad:\n"
+                          "    currency: xyz\n"
+                          "    weekly: \"1.5\"\n"
+                          "    currencies: [usd, abc]\n"
+                          "  none:\n"
+                          "    currency: ~\n"
+                          "    monthly: \"10\"\n",
+                  "payguard.yaml:8:12: policies.default.daily: \"0.1\" has too many decimal "
+                  "places for JPY (0 decimals)",
+                  "payguard.yaml:11:22: policies.usd.per_transaction: \"1.234\" has too many "
+                  "decimal places for USD (2 decimals)",
+                  "payguard.yaml:13:25: policies.usd.auto_approve_below: \"100.01\" is above "
+                  "approval_above (\"100.00\"); a payment between the two would be both held "
+                  "and never held",
+                  /* The refused currency is the one problem: no second one at weekly. */
+                  "payguard.yaml:15:15: policies.bad.currency: \"xyz\" is not an ISO 4217 "
+                  "currency code payguard knows (like usd, eur or jpy)",
+                  "payguard.yaml:17:23: policies.bad.currencies[1]: \"abc\" is not an ISO 4217 "
+                  "currency code payguard knows (like usd, eur or jpy)",
+                  /* A null currency is no currency. */
+                  "payguard.yaml:20:5: policies.none: amounts need a currency: add \"currency: "
+                  "usd\" (the currency the limits are written in)");
+}
+
+/* ---- org time zones ------------------------------------------------------------ */
+
+static void write_bytes(const char *name, const void *data, size_t len)
+{
+    FILE *f = fopen(name, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void org_zones_are_loaded(void **state)
+{
+    (void)state;
+    struct pg_config *cfg = load_ok(MINIMAL "orgs:\n"
+                                            "  paris: {timezone: Europe/Paris}\n"
+                                            "  plain: {}\n"
+                                            "  etc: {timezone: Etc/UTC}\n"
+                                            "  tokyo: {timezone: Asia/Tokyo}\n"
+                                            "  nothing: {timezone: ~}\n",
+                                    true);
+    const struct pg_org *o = pg_config_org(cfg, PG_SLICE("paris"));
+    assert_non_null(o->tz);
+    assert_int_equal(pg_tz_offset(o->tz, JULY_15_2026), 7200);
+    assert_int_equal(pg_tz_offset(o->tz, JANUARY_15_2026), 3600);
+    o = pg_config_org(cfg, PG_SLICE("plain"));
+    assert_string_equal(o->timezone, "UTC");
+    assert_non_null(o->tz);
+    assert_int_equal(pg_tz_offset(o->tz, JULY_15_2026), 0);
+    o = pg_config_org(cfg, PG_SLICE("etc"));
+    assert_string_equal(o->timezone, "Etc/UTC");
+    assert_int_equal(pg_tz_offset(o->tz, JULY_15_2026), 0);
+    assert_int_equal(pg_tz_offset(pg_config_org(cfg, PG_SLICE("tokyo"))->tz, JULY_15_2026),
+                     9 * 3600);
+    o = pg_config_org(cfg, PG_SLICE("nothing"));
+    assert_string_equal(o->timezone, "UTC");
+    assert_int_equal(pg_tz_offset(o->tz, JANUARY_15_2026), 0);
+    pg_config_free(cfg);
+}
+
+/* A file that starts like a zone but does not parse (a truncated copy of a
+ * real one, as a damaged tz database would hold) is refused in place. */
+static void unparseable_zones_are_refused(void **state)
+{
+    (void)state;
+    uint8_t head[100];
+    char dir[PATH_MAX + 16];
+    FILE *f = fopen("/usr/share/zoneinfo/Europe/Paris", "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(head, 1, sizeof head, f), sizeof head);
+    fclose(f);
+    assert_memory_equal(head, "TZif", 4);
+
+    snprintf(dir, sizeof dir, "%s/zi", work_dir);
+    assert_int_equal(mkdir("zi", 0700), 0);
+    assert_int_equal(mkdir("zi/Broken", 0700), 0);
+    write_bytes("zi/Broken/Zone", head, sizeof head);
+    write_bytes("zi/Broken/Empty", "TZif", 4);
+    assert_int_equal(setenv("TZDIR", dir, 1), 0);
+
+    EXPECT_ERRORS(MINIMAL "orgs:\n"
+                          "  acme: {timezone: Broken/Zone}\n"
+                          "  beta: {timezone: Broken/Empty}\n"
+                          "  utc: {timezone: UTC}\n",
+                  "payguard.yaml:6:20: orgs.acme.timezone: \"Broken/Zone\" names a zone file "
+                  "whose TZif data payguard cannot parse (a damaged or unsupported tz "
+                  "database file)",
+                  "payguard.yaml:7:20: orgs.beta.timezone: \"Broken/Empty\" names a zone file "
+                  "whose TZif data payguard cannot parse (a damaged or unsupported tz "
+                  "database file)");
+
+    assert_int_equal(unsetenv("TZDIR"), 0);
+    unlink("zi/Broken/Zone");
+    unlink("zi/Broken/Empty");
+    rmdir("zi/Broken");
+    rmdir("zi");
+}
+
+/* ---- agent overrides ----------------------------------------------------------- */
+
+static void agent_overrides_are_parsed_like_policies(void **state)
+{
+    (void)state;
+    struct pg_config *cfg =
+        load_ok(MINIMAL "orgs: {acme: {}}\n"
+                        "policies:\n"
+                        "  default:\n"
+                        "    currency: usd\n"
+                        "    daily: \"100.00\"\n"
+                        "    approval_above: \"50.00\"\n"
+                        "agents:\n"
+                        "  - id: a\n"
+                        "    org: acme\n"
+                        "    token: \"" HASH "\"\n"
+                        "    rails: [stripe]\n"
+                        "    policy: default\n"
+                        "    overrides:\n"
+                        "      daily: \"20.50\"\n"
+                        "      auto_approve_below: \"5\"\n"
+                        "      refunds_restore: false\n"
+                        "      operations: [payment]\n"
+                        "  - id: b\n"
+                        "    org: acme\n"
+                        "    token: \"" HASH "\"\n"
+                        "    rails: [stripe]\n"
+                        "    overrides: {currency: JPY, per_transaction: \"1000\",\n"
+                        "                hours: {from: \"09:00\", to: \"17:00\"}}\n"
+                        "  - id: c\n"
+                        "    org: acme\n"
+                        "    token: \"" HASH "\"\n"
+                        "    rails: [stripe]\n"
+                        "    policy: default\n"
+                        "    overrides:\n",
+                true);
+    const struct pg_policy_spec *o = pg_config_agent(cfg, PG_SLICE("a"))->overrides;
+    assert_non_null(o);
+    assert_null(o->name);
+    assert_null(o->currency); /* amounts read in the policy's usd */
+    assert_string_equal(o->daily, "20.50");
+    assert_string_equal(o->auto_approve_below, "5");
+    assert_null(o->approval_above);
+    assert_true(o->has_refunds_restore);
+    assert_false(o->refunds_restore);
+    assert_int_equal(o->noperations, 1);
+    assert_string_equal(o->operations[0], "payment");
+    assert_int_equal(o->velocity_max, 0);
+
+    /* No policy: the overrides are the whole policy. */
+    const struct pg_agent *b = pg_config_agent(cfg, PG_SLICE("b"));
+    assert_null(b->policy);
+    assert_string_equal(b->overrides->currency, "jpy");
+    assert_string_equal(b->overrides->per_transaction, "1000");
+    assert_int_equal(b->overrides->hours_from_min, 9 * 60);
+    assert_int_equal(b->overrides->hours_days_mask, 0x7f);
+    assert_false(b->overrides->has_refunds_restore);
+
+    assert_null(pg_config_agent(cfg, PG_SLICE("c"))->overrides); /* null: none */
+    pg_config_free(cfg);
+
+    EXPECT_ERRORS(MINIMAL "orgs: {acme: {}}\n"
+                          "policies:\n"
+                          "  nocur: {velocity: {max: 1, per: 1s}}\n"
+                          "  eur:\n"
+                          "    currency: eur\n"
+                          "    auto_approve_below: \"30.00\"\n"
+                          "agents:\n"
+                          "  - id: a\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: [stripe]\n"
+                          "    overrides: {daily: \"10\"}\n"
+                          "  - id: b\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: [stripe]\n"
+                          "    policy: nocur\n"
+                          "    overrides:\n"
+                          "      weekly: \"10\"\n"
+                          "  - id: c\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: [stripe]\n"
+                          "    policy: eur\n"
+                          "    overrides:\n"
+                          "      approval_above: \"20.001\"\n"
+                          "      monthly: \"-1\"\n"
+                          "      colour: red\n"
+                          "  - id: d\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: [stripe]\n"
+                          "    policy: eur\n"
+                          "    overrides: {approval_above: \"25\"}\n"
+                          "  - id: e\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: [stripe]\n"
+                          "    policy: missing\n"
+                          "    overrides: {daily: \"1\"}\n"
+                          "  - id: f\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: [stripe]\n"
+                          "    policy: eur\n"
+                          "    overrides: {currency: usd, approval_above: \"25\"}\n"
+                          "  - id: g\n"
+                          "    org: acme\n"
+                          "    token: \"" HASH "\"\n"
+                          "    rails: [stripe]\n"
+                          "    overrides: [daily]\n",
+                  "payguard.yaml:16:17: agents[0].overrides: amounts need a currency: add "
+                  "\"currency: usd\" here (the agent has no policy to take it from)",
+                  "payguard.yaml:23:7: agents[1].overrides: amounts need a currency: add "
+                  "\"currency: usd\" here or to policy nocur",
+                  "payguard.yaml:30:23: agents[2].overrides.approval_above: \"20.001\" has too "
+                  "many decimal places for EUR (2 decimals)",
+                  "payguard.yaml:31:16: agents[2].overrides.monthly: \"-1\" must be a decimal "
+                  "amount like \"500.00\" (digits, an optional '.' and decimals; no sign or "
+                  "exponent)",
+                  "payguard.yaml:32:7: unknown key \"colour\" in agents[2].overrides",
+                  /* In force for d: the policy's 30.00 and its own 25. */
+                  "payguard.yaml:38:33: agents[3].overrides.approval_above: \"25\" is below "
+                  "auto_approve_below (\"30.00\" in policy eur); a payment between the two "
+                  "would be both held and never held",
+                  /* The unknown policy is the one problem for e. */
+                  "payguard.yaml:43:13: agents[4].policy: unknown policy \"missing\" "
+                  "(defined policies: nocur, eur)",
+                  "payguard.yaml:55:16: agents[6].overrides: expected a mapping (key: value), "
+                  "got a list");
+}
+
+/* ---- rail routes ------------------------------------------------------------------ */
+
+static void routes_are_parsed(void **state)
+{
+    (void)state;
+    struct pg_config *cfg =
+        load_ok("rails:\n"
+                "  pay:\n"
+                "    preset: generic\n"
+                "    upstream: https://rail.example\n"
+                "    secret: env:PG_TEST_RAIL_KEY\n"
+                "    format: json\n"
+                "    routes:\n"
+                "      - name: charge\n"
+                "        method: post\n"
+                "        path: /v1/charges\n"
+                "        operation: payment\n"
+                "        amount: /amount/value\n"
+                "        currency: /amount/currency\n"
+                "        counterparty: /merchant~1account\n"
+                "        urls: [/callbacks/success, /callbacks/failure]\n"
+                "      - method: GET\n"
+                "        path: /v1/charges/{id}\n"
+                "        operation: read\n"
+                "      - {method: DELETE, path: \"/v1/keys/{key_id}\", operation: forbidden}\n"
+                "  stripe:\n"
+                "    upstream: https://api.stripe.com\n"
+                "    secret: env:PG_TEST_RAIL_KEY\n"
+                "    format: form\n"
+                "    routes:\n"
+                "      - {method: POST, path: /v1/subscriptions, operation: payment,\n"
+                "         counterparty: [\"transfer_data[destination]\", customer]}\n"
+                "      - {method: Post, path: \"/v1/invoices/{id}/pay\", operation: payment,\n"
+                "         amount: amount_due, currency: currency}\n"
+                "      - {method: POST, path: /v1/checkout/sessions, operation: payment,\n"
+                "         amount: \"line_items[][price_data][unit_amount]\",\n"
+                "         currency: \"line_items[][price_data][currency]\",\n"
+                "         urls: [success_url, cancel_url]}\n"
+                "  adyen:\n"
+                "    upstream: https://checkout-test.adyen.com\n"
+                "    secret: env:PG_TEST_RAIL_KEY\n"
+                "  plain:\n"
+                "    preset: generic\n"
+                "    upstream: https://plain.example\n"
+                "    secret: env:PG_TEST_RAIL_KEY\n"
+                "    routes: []\n",
+                true);
+    const struct pg_rail *r = pg_config_rail(cfg, PG_SLICE("pay"));
+    assert_int_equal(r->format, PG_BODY_JSON);
+    assert_int_equal(r->nroutes, 3);
+    const struct pg_route_spec *rt = &r->routes[0];
+    assert_string_equal(rt->name, "charge");
+    assert_string_equal(rt->method, "POST"); /* stored upper case */
+    assert_string_equal(rt->path, "/v1/charges");
+    assert_string_equal(rt->operation, "payment");
+    assert_string_equal(rt->amount, "/amount/value");
+    assert_string_equal(rt->currency, "/amount/currency");
+    assert_int_equal(rt->ncounterparty, 1); /* one string is a list of one */
+    assert_string_equal(rt->counterparty[0], "/merchant~1account");
+    assert_int_equal(rt->nurls, 2);
+    assert_string_equal(rt->urls[1], "/callbacks/failure");
+    rt = &r->routes[1];
+    assert_string_equal(rt->name, "GET /v1/charges/{id}"); /* the default name */
+    assert_string_equal(rt->operation, "read");
+    assert_null(rt->amount);
+    assert_null(rt->counterparty);
+    assert_int_equal(rt->ncounterparty, 0);
+    assert_string_equal(r->routes[2].operation, "forbidden");
+    assert_string_equal(r->routes[2].path, "/v1/keys/{key_id}");
+
+    /* A preset rail's route may leave the money fields to the preset. */
+    r = pg_config_rail(cfg, PG_SLICE("stripe"));
+    assert_int_equal(r->format, PG_BODY_FORM);
+    assert_int_equal(r->nroutes, 3);
+    assert_null(r->routes[0].amount);
+    assert_int_equal(r->routes[0].ncounterparty, 2);
+    assert_string_equal(r->routes[0].counterparty[0], "transfer_data[destination]");
+    assert_string_equal(r->routes[1].method, "POST");
+    assert_string_equal(r->routes[1].amount, "amount_due");
+    assert_string_equal(r->routes[2].amount, "line_items[][price_data][unit_amount]");
+    assert_int_equal(r->routes[2].nurls, 2);
+
+    r = pg_config_rail(cfg, PG_SLICE("adyen"));
+    assert_int_equal(r->preset, PG_PRESET_ADYEN);
+    assert_int_equal(r->format, PG_BODY_JSON); /* implied by the preset */
+    assert_int_equal(r->nroutes, 0);
+    assert_null(r->routes);
+    r = pg_config_rail(cfg, PG_SLICE("plain"));
+    assert_int_equal(r->format, PG_BODY_FORM); /* the default */
+    assert_int_equal(r->nroutes, 0);
+    pg_config_free(cfg);
+}
+
+static void route_problems(void **state)
+{
+    (void)state;
+    EXPECT_ERRORS(
+        "rails:\n"
+        "  pay:\n"
+        "    preset: generic\n"
+        "    upstream: https://rail.example\n"
+        "    secret: env:PG_TEST_RAIL_KEY\n"
+        "    format: json\n"
+        "    routes:\n"
+        "      - {method: POST, path: v1/charges, operation: read}\n"
+        "      - {method: POST, path: \"/v1/charges?expand=x\", operation: read}\n"
+        "      - {method: GET, path: /v1//charges, operation: read}\n"
+        "      - {method: GET, path: \"/v1/{id}x\", operation: read}\n"
+        "      - {method: FETCH, path: /v1/a, operation: paymnet}\n"
+        "      - method: POST\n"
+        "        path: /v1/charges/{id}/capture\n"
+        "        operation: payment\n"
+        "        amount: /amount~2value\n"
+        "        currency: currency\n"
+        "        counterparty: []\n"
+        "      - method: post\n"
+        "        path: /v1/charges/{charge}/capture\n"
+        "        operation: refund\n"
+        "      - {method: GET, path: /v1/b, operation: read, amount: /amount}\n"
+        "      -\n"
+        "  stripe:\n"
+        "    upstream: https://api.stripe.com\n"
+        "    secret: env:PG_TEST_RAIL_KEY\n"
+        "    format: json\n"
+        "    routes:\n"
+        "      - {method: POST, path: /v1/payouts, operation: payout, amount: /amount}\n",
+        "payguard.yaml:8:30: rails.pay.routes[0].path: \"v1/charges\" must start with '/' "
+        "(e.g. /v1/payouts)",
+        "payguard.yaml:9:30: rails.pay.routes[1].path: \"/v1/charges?expand=x\" must not have "
+        "a ?query; routes match the path only",
+        "payguard.yaml:10:29: rails.pay.routes[2].path: \"/v1//charges\" has an empty segment "
+        "(\"//\" or a trailing '/')",
+        "payguard.yaml:11:29: rails.pay.routes[3].path: \"/v1/{id}x\" placeholders are a whole "
+        "segment like {id}",
+        "payguard.yaml:12:18: rails.pay.routes[4].method: unknown value \"FETCH\" (did you "
+        "mean \"PATCH\"? expected GET, POST, PUT, PATCH or DELETE)",
+        "payguard.yaml:12:49: rails.pay.routes[4].operation: unknown value \"paymnet\" (did "
+        "you mean \"payment\"? expected payment, refund, transfer, payout, config, read or "
+        "forbidden)",
+        "payguard.yaml:16:17: rails.pay.routes[5].amount: \"/amount~2value\" is not a valid "
+        "JSON pointer: '~' must be followed by 0 or 1 (~0 stands for '~', ~1 for '/')",
+        "payguard.yaml:17:19: rails.pay.routes[5].currency: \"currency\" is a form key, but "
+        "this rail's request bodies are JSON; write a JSON pointer like \"/currency\"",
+        "payguard.yaml:18:23: rails.pay.routes[5].counterparty: list at least one field (or "
+        "leave the key out)",
+        "payguard.yaml:19:9: missing required key \"amount\" in rails.pay.routes[6] (a refund "
+        "route on a generic rail names the request field holding the amount)",
+        "payguard.yaml:19:9: missing required key \"currency\" in rails.pay.routes[6] (a "
+        "refund route on a generic rail names the request field holding the currency)",
+        /* {id} and {charge} match the same requests; method case does not count. */
+        "payguard.yaml:20:15: duplicate route \"POST /v1/charges/{}/capture\" in "
+        "rails.pay.routes (first at line 14, column 15); one method and path pattern map to "
+        "one operation",
+        "payguard.yaml:22:61: rails.pay.routes[7].amount: only payment, refund, transfer and "
+        "payout routes carry an amount and a currency (this route is read)",
+        "payguard.yaml:23:8: rails.pay.routes[8]: empty entry",
+        "payguard.yaml:27:13: rails.stripe.format: the stripe preset's request bodies are "
+        "form-encoded; leave format out (it is for generic rails)",
+        "payguard.yaml:29:70: rails.stripe.routes[0].amount: \"/amount\" is a JSON pointer, but "
+        "this rail's request bodies are form-encoded; write a form key like amount or "
+        "transfer_data[destination]");
+
+    /* More path shapes, one route each. */
+    static const struct {
+        const char *path, *why;
+    } bad[] = {
+        {"/v1/%7Bid%7D", "must not be percent-encoded"},
+        {"/v1/../keys", "must not have \".\" or \"..\" segments"},
+        {"/v1/./keys", "must not have \".\" or \"..\" segments"},
+        {"/v1/charges/", "has an empty segment (\"//\" or a trailing '/')"},
+        {"/v1/{}", "placeholders are a whole segment like {id}"},
+        {"/v1/{a-b}", "placeholder names may only contain letters, digits and '_'"},
+        {"/v1/{id}/x/{id}", "uses the same placeholder twice"},
+        {"/v1/a b", "segments may only contain letters, digits, '_', '.' and '-', or be a "
+                    "placeholder like {id}"},
+        {"/v1/x{id}", "placeholders are a whole segment like {id}"},
+        {"/1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16/17", "has more than 16 segments"},
+    };
+    for (size_t i = 0; i < PG_ARRAY_LEN(bad); i++) {
+        char yaml[512], want[512];
+        struct pg_config *cfg;
+        struct pg_config_errors errs;
+        snprintf(yaml, sizeof yaml,
+                 MINIMAL "    routes:\n"
+                         "      - {method: GET, operation: read, path: \"%s\"}\n",
+                 bad[i].path);
+        snprintf(want, sizeof want, "payguard.yaml:6:46: rails.stripe.routes[0].path: \"%s\" %s",
+                 bad[i].path, bad[i].why);
+        int rc = load_text(yaml, true, &cfg, &errs);
+        const char *const w[] = {want};
+        expect_errors_(rc, cfg, &errs, w, 1);
+    }
+    /* The paths that are fine. */
+    struct pg_config *cfg = load_ok(MINIMAL "    routes:\n"
+                                            "      - {method: GET, operation: read, path: /}\n"
+                                            "      - {method: GET, operation: read, path: "
+                                            "\"/v1.2/a_b-c/{a_1}/{B2}\"}\n",
+                                    true);
+    assert_string_equal(cfg->rails[0].routes[1].path, "/v1.2/a_b-c/{a_1}/{B2}");
+    pg_config_free(cfg);
+    cfg = load_ok(MINIMAL "    routes:\n"
+                          "      - {method: GET, operation: read,\n"
+                          "         path: /1/2/3/4/5/6/7/8/9/10/11/12/13/14/15/16,\n"
+                          "         counterparty: [a, b, c, d, e, f], urls: [a, b, c, d]}\n",
+                  true);
+    assert_int_equal(cfg->rails[0].routes[0].ncounterparty, 6);
+    assert_int_equal(cfg->rails[0].routes[0].nurls, 4);
+    pg_config_free(cfg);
+    /* As many fields as a route table holds, and no more. */
+    EXPECT_ERRORS(MINIMAL "    routes:\n"
+                          "      - {method: GET, path: /a, operation: read,\n"
+                          "         counterparty: [a, b, c, d, e, f, g], urls: [a, b, c, d, e]}\n",
+                  "payguard.yaml:7:24: rails.stripe.routes[0].counterparty: at most 6 fields, "
+                  "got 7",
+                  "payguard.yaml:7:53: rails.stripe.routes[0].urls: at most 4 fields, got 5");
+
+    /* Form keys and JSON pointers, on the rail whose bodies they suit. */
+    EXPECT_ERRORS(MINIMAL "    routes:\n"
+                          "      - method: POST\n"
+                          "        path: /v1/x\n"
+                          "        operation: transfer\n"
+                          "        amount: \"amount[\"\n"
+                          "        currency: \"[currency]\"\n"
+                          "        counterparty: [\"a[b]c\", \"a b\"]\n"
+                          "        urls: {url: x}\n",
+                  "payguard.yaml:9:17: rails.stripe.routes[0].amount: \"amount[\" is not a form "
+                  "key: each '[' needs a closing ']' around letters, digits, '_', '.' or '-' "
+                  "(like transfer_data[destination] or line_items[][price])",
+                  "payguard.yaml:10:19: rails.stripe.routes[0].currency: \"[currency]\" is not a "
+                  "form key (like amount or transfer_data[destination]) nor a JSON pointer "
+                  "(like /amount/value)",
+                  "payguard.yaml:11:24: rails.stripe.routes[0].counterparty[0]: \"a[b]c\" is not "
+                  "a form key (like amount or transfer_data[destination]) nor a JSON pointer "
+                  "(like /amount/value)",
+                  "payguard.yaml:11:33: rails.stripe.routes[0].counterparty[1]: \"a b\" is not a "
+                  "form key (like amount or transfer_data[destination]) nor a JSON pointer "
+                  "(like /amount/value)",
+                  "payguard.yaml:12:15: rails.stripe.routes[0].urls: expected a list (e.g. [a, b] "
+                  "or lines starting with \"- \"), got a mapping");
+    EXPECT_ERRORS(MINIMAL "    routes: {method: GET}\n",
+                  "payguard.yaml:5:13: rails.stripe.routes: expected a list (e.g. [a, b] or "
+                  "lines starting with \"- \"), got a mapping");
+    EXPECT_ERRORS(MINIMAL "    routes:\n"
+                          "      - {method: GET, path: /a, operation: read, name: one}\n"
+                          "      - {method: GET, path: /b, operation: read, name: one}\n"
+                          "      - {method: GET, path: /c, operation: read, name: \"t w o\"}\n"
+                          "      - {}\n",
+                  "payguard.yaml:7:56: duplicate route name \"one\" in rails.stripe.routes "
+                  "(first at line 6, column 56)",
+                  "payguard.yaml:8:56: rails.stripe.routes[2].name: \"t w o\" may only contain "
+                  "letters, digits, '_', '-' and '.'",
+                  "payguard.yaml:9:9: missing required key \"method\" in rails.stripe.routes[3]",
+                  "payguard.yaml:9:9: missing required key \"path\" in rails.stripe.routes[3]",
+                  "payguard.yaml:9:9: missing required key \"operation\" in "
+                  "rails.stripe.routes[3]");
+    EXPECT_ERRORS(MINIMAL "  adyen:\n"
+                          "    upstream: https://checkout-test.adyen.com\n"
+                          "    secret: env:PG_TEST_RAIL_KEY\n"
+                          "    format: form\n"
+                          "  gen:\n"
+                          "    preset: generic\n"
+                          "    upstream: https://rail.example\n"
+                          "    secret: env:PG_TEST_RAIL_KEY\n"
+                          "    format: xml\n",
+                  "payguard.yaml:8:13: rails.adyen.format: the adyen preset's request bodies "
+                  "are JSON; leave format out (it is for generic rails)",
+                  "payguard.yaml:13:13: rails.gen.format: unknown value \"xml\" (expected form "
+                  "or json)");
+}
+
+/* The routes: example in payguard.yaml.example is commented out; with the
+ * comment marks removed it must load as documented. */
+static void example_routes_block_is_valid_when_uncommented(void **state)
+{
+    (void)state;
+    char line[512];
+    size_t cap = 64 * 1024, used = 0;
+    char *text = malloc(cap);
+    bool in_block = false, seen = false;
+    FILE *f = fopen(example_path, "r");
+
+    assert_non_null(text);
+    assert_non_null(f);
+    while (fgets(line, sizeof line, f)) {
+        const char *out = line;
+        if (strncmp(line, "    # routes:", 13) == 0)
+            in_block = seen = true;
+        else if (in_block && strncmp(line, "    #", 5) != 0)
+            in_block = false;
+        if (in_block && strncmp(line, "    # ", 6) == 0) {
+            memmove(line + 4, line + 6, strlen(line + 6) + 1); /* drop "# " */
+            out = line;
+        }
+        size_t len = strlen(out);
+        assert_true(used + len < cap);
+        memcpy(text + used, out, len);
+        used += len;
+    }
+    fclose(f);
+    text[used] = '\0';
+    assert_true(seen);
+
+    assert_int_equal(setenv("STRIPE_SECRET_KEY", "sk_test_mockrail", 1), 0);
+    struct pg_config *cfg = load_ok(text, true);
+    free(text);
+    const struct pg_rail *r = pg_config_rail(cfg, PG_SLICE("stripe"));
+    assert_int_equal(r->nroutes, 1);
+    assert_string_equal(r->routes[0].name, "subscriptions.create");
+    assert_string_equal(r->routes[0].method, "POST");
+    assert_string_equal(r->routes[0].operation, "payment");
+    assert_string_equal(r->routes[0].amount, "amount");
+    assert_int_equal(r->routes[0].ncounterparty, 2);
+    assert_int_equal(r->routes[0].nurls, 1);
+    pg_config_free(cfg);
 }
 
 /* ---- orgs, users, agents, webhooks ------------------------------------ */
@@ -1425,7 +2037,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(unreadable_files_are_reported),
         cmocka_unit_test(policy_values_are_checked_and_kept),
         cmocka_unit_test(policy_problems),
+        cmocka_unit_test(amounts_are_exact_for_their_currency),
         cmocka_unit_test(timezones_must_exist_and_stay_inside_zoneinfo),
+        cmocka_unit_test(org_zones_are_loaded),
+        cmocka_unit_test(unparseable_zones_are_refused),
+        cmocka_unit_test(agent_overrides_are_parsed_like_policies),
+        cmocka_unit_test(routes_are_parsed),
+        cmocka_unit_test(route_problems),
+        cmocka_unit_test(example_routes_block_is_valid_when_uncommented),
         cmocka_unit_test(users_are_checked),
         cmocka_unit_test(agents_are_checked),
         cmocka_unit_test(webhooks_are_checked),
