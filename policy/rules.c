@@ -90,13 +90,21 @@ static void apply_spec(struct pg_policy *p, const struct pg_policy_spec *s)
         p->refunds_restore = s->refunds_restore;
 }
 
+static bool spec_sets_anything(const struct pg_policy_spec *s)
+{
+    return s && (s->currency || s->per_transaction || s->daily || s->weekly || s->monthly ||
+                 s->approval_above || s->auto_approve_below || s->merchants_allow ||
+                 s->merchants_deny || s->hours_days || s->hours_from || s->hours_to ||
+                 s->velocity_max || s->currencies || s->operations || s->has_refunds_restore);
+}
+
 int pg_policy_compile(const struct pg_config *cfg, const struct pg_agent *agent,
                       struct pg_policy **out, char *err, size_t errlen)
 {
     struct pg_policy *p = calloc(1, sizeof(*p));
     if (!p)
         return PG_ENOMEM;
-    if (!agent->policy && !agent->overrides) {
+    if (!agent->policy && !spec_sets_anything(agent->overrides)) {
         p->ops_mask = 1u << PG_OP_READ; /* no policy: reads only, fail closed */
         *out = p;
         return 0;
