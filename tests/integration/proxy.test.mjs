@@ -363,6 +363,45 @@ test('request log: one JSON line per request, path without the query string', as
                                           `the query string was logged: ${l}`);
 });
 
+test('request log: a request refused before its request line was understood is logged without an invented method or path', async () => {
+    const before = s.pg.requestLogs().length;
+    // llhttp fails on the method: no method or target was parsed.
+    const garbage = await rawExchange(s.pg.port, Buffer.from('FOO /v1/balance HTTP/1.1\r\nHost: x\r\n\r\n'));
+    stripeShapedError(assert, garbage.responses[0], 400, 'payguard_bad_request');
+    // Refused by payguard's own line scanner before llhttp saw a byte.
+    const bareLf = await rawExchange(s.pg.port, Buffer.from('GET /v1/balance HTTP/1.1\nHost: x\n\n'));
+    stripeShapedError(assert, bareLf.responses[0], 400, 'payguard_bad_request');
+    // A good request, then a bad one on the same connection: the second
+    // line must not reuse the first request's method and path.
+    const pair = Buffer.concat([
+        rawRequestBytes('POST /v1/payment_intents HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`,
+                                                              'Content-Type: application/x-www-form-urlencoded',
+                                                              `Idempotency-Key: it-${randomUUID()}`, 'Content-Length: 24'],
+                        'amount=1000&currency=usd'),
+        Buffer.from('\r\nGET /v1/balance HTTP/1.1\r\n\r\n'),
+    ]);
+    const ex = await rawExchange(s.pg.port, pair);
+    assert.deepEqual(ex.responses.map((r) => r.status), [200, 400], ex.text);
+
+    // payguard is still alive and serving (the log path must not crash it).
+    assert.equal((await request(s.pg.port, { path: '/v1/balance', headers: s.auth })).status, 200);
+    const logs = await waitFor(() => {
+        const l = s.pg.requestLogs().slice(before);
+        return l.length >= 5 ? l : null;
+    }, 'five request log lines');
+    const [g, lf, okPost, second] = logs;
+    for (const l of [g, lf]) {
+        assert.equal(l.status, 400);
+        assert.ok(l.method === undefined || l.method === 'FOO' || l.method === 'GET',
+                  `a method the agent never sent was logged: ${JSON.stringify(l)}`);
+        assert.ok(l.path === undefined || l.path === '/v1/balance', `path: ${JSON.stringify(l)}`);
+    }
+    assert.equal(okPost.method, 'POST');
+    assert.equal(second.status, 400);
+    assert.notEqual(second.method, 'POST', `the previous request's method was logged again: ${JSON.stringify(second)}`);
+    assert.notEqual(second.path, '/v1/payment_intents', `the previous request's path was logged again: ${JSON.stringify(second)}`);
+});
+
 test('payguard stops cleanly on SIGTERM; its log never held a token or the rail secret', async () => {
     // Give the last log lines a moment to be written, then stop.
     await sleep(50);

@@ -21,8 +21,8 @@ import { WAIT_MS } from './http.mjs';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const MODE = process.env.PAYGUARD_MODE ?? 'release';
-export const PAYGUARD_BIN = process.env.PAYGUARD_BIN ?? path.join(repo, 'build', MODE, 'payguard');
-export const MOCKRAIL_BIN = process.env.MOCKRAIL_BIN ?? path.join(repo, 'build', MODE, 'mockrail');
+export const PAYGUARD_BIN = path.resolve(process.env.PAYGUARD_BIN ?? path.join(repo, 'build', MODE, 'payguard'));
+export const MOCKRAIL_BIN = path.resolve(process.env.MOCKRAIL_BIN ?? path.join(repo, 'build', MODE, 'mockrail'));
 export { WAIT_MS };
 
 // Under ASan a leak makes the process exit 86 (tools/test.sh sets the same).
