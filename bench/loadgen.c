@@ -153,6 +153,8 @@ static struct {
     enum phase phase;
     uint64_t measure_start_ns;
     uint64_t measure_end_ns;
+    uint64_t cpu_start_us;   /* loadgen's own CPU time at the window's start */
+    uint64_t cpu_end_us;
     unsigned connected;
     unsigned answered;
     uv_timer_t phase_timer;
@@ -451,18 +453,31 @@ static uint64_t secs_to_ms(double s)
     return s <= 0 ? 0 : (uint64_t)(s * 1000.0 + 0.5);
 }
 
+/* This process's user + system CPU time: a loadgen near 100% of a core is
+ * measuring itself, not the target. */
+static uint64_t cpu_now_us(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
+           (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
+}
+
 static void phase_cb(uv_timer_t *t)
 {
     PG_UNUSED(t);
     if (G.phase == PHASE_WARMUP) {
         G.phase = PHASE_MEASURE;
         G.measure_start_ns = uv_hrtime();
+        G.cpu_start_us = cpu_now_us();
         memset(&G.hist, 0, sizeof(G.hist));
         memset(&G.st, 0, sizeof(G.st));
         uv_timer_start(&G.phase_timer, phase_cb, secs_to_ms(G.o.duration_s), 0);
         return;
     }
     G.measure_end_ns = uv_hrtime();
+    G.cpu_end_us = cpu_now_us();
     finish();
 }
 
@@ -726,24 +741,27 @@ static void report(void)
     double mx = ns_to_us(G.hist.max);
     double mn = ns_to_us(G.hist.min);
     double mean = n ? G.hist.sum / (double)n / 1000.0 : 0.0;
+    double cpu_pct = secs > 0 ? (double)(G.cpu_end_us - G.cpu_start_us) / 1e4 / secs : 0.0;
     if (!G.o.quiet)
         fprintf(stderr,
                 "loadgen: %s %s %s, %u connections, %.1f s: %llu requests, %.0f req/s\n"
                 "loadgen: latency us  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n"
-                "loadgen: 2xx %llu  3xx %llu  4xx %llu  5xx %llu  errors %llu  reconnects %llu\n",
+                "loadgen: 2xx %llu  3xx %llu  4xx %llu  5xx %llu  errors %llu  reconnects %llu\n"
+                "loadgen: own CPU %.0f%% of one core\n",
                 G.o.method, G.o.path, G.o.target, G.o.conns, secs, (unsigned long long)n, rps,
                 p50, p90, p99, p999, mx, (unsigned long long)G.st.s2xx,
                 (unsigned long long)G.st.s3xx, (unsigned long long)G.st.s4xx,
                 (unsigned long long)G.st.s5xx, (unsigned long long)G.st.errors,
-                (unsigned long long)G.st.reconnects);
+                (unsigned long long)G.st.reconnects, cpu_pct);
     printf("{\"target\":\"%s\",\"connections\":%u,\"duration_s\":%.3f,\"requests\":%llu,"
            "\"rps\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
            "\"max_us\":%.1f,\"min_us\":%.1f,\"mean_us\":%.1f,\"ok\":%llu,\"non2xx\":%llu,"
-           "\"s4xx\":%llu,\"s5xx\":%llu,\"errors\":%llu,\"reconnects\":%llu}\n",
+           "\"s4xx\":%llu,\"s5xx\":%llu,\"errors\":%llu,\"reconnects\":%llu,"
+           "\"loadgen_cpu_pct\":%.1f}\n",
            G.o.target, G.o.conns, secs, (unsigned long long)n, rps, p50, p90, p99, p999, mx, mn,
            mean, (unsigned long long)G.st.s2xx, (unsigned long long)non2xx,
            (unsigned long long)G.st.s4xx, (unsigned long long)G.st.s5xx,
-           (unsigned long long)G.st.errors, (unsigned long long)G.st.reconnects);
+           (unsigned long long)G.st.errors, (unsigned long long)G.st.reconnects, cpu_pct);
 }
 
 static void report_idle(void)

@@ -74,15 +74,35 @@ mkdir -p "$TMP/bin"
 cp "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$TMP/bin/"
 LOADGEN=$TMP/bin/loadgen PAYGUARD=$TMP/bin/payguard MOCKRAIL=$TMP/bin/mockrail
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# How busy the machine is before we start: a neighbour's load skews everything.
+IDLE_BUSY_PCT=$(b0=$(awk '/^cpu / {print $2 + $3 + $4}' /proc/stat); sleep 1
+    b1=$(awk '/^cpu / {print $2 + $3 + $4}' /proc/stat)
+    awk -v d=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN { x = d * 100 / (hz * n); printf "%.0f", x > 100 ? 100 : x }')
+[ "$IDLE_BUSY_PCT" -lt 20 ] || say "warning: the machine is already ${IDLE_BUSY_PCT}% busy before the benchmark; figures will be noisy"
+# Alive and not a zombie (an exited child stays visible to kill -0 until reaped).
+alive() { [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
+# Stops one child: TERM, up to 5 s to drain, then KILL. Sets STOP_STATUS.
+stop_pid() {
+    STOP_STATUS=0
+    kill -TERM "$1" 2>/dev/null || true
+    for _ in $(seq 50); do alive "$1" || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || STOP_STATUS=$?
+}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    # payguard first, while its rail is still up: SIGTERM must drain and exit 0.
+    if [ -n "${PG_PID:-}" ]; then
+        stop_pid "$PG_PID"
+        if [ "$STOP_STATUS" != 0 ]; then
+            say "warning: payguard exited with status $STOP_STATUS on SIGTERM (>128: killed by signal $((STOP_STATUS - 128))); stderr and log tail in $OUT/payguard-exit.log"
+            { echo "== exit status $STOP_STATUS"; echo "== stderr"; cat "$TMP/payguard.err" 2>/dev/null
+              echo "== log tail"; tail -20 "$TMP/payguard.log" 2>/dev/null; } >"$OUT/payguard-exit.log"
+        fi
+    fi
     for p in "${PIDS[@]+"${PIDS[@]}"}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]+"${PIDS[@]}"}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
+    for p in "${PIDS[@]+"${PIDS[@]}"}"; do stop_pid "$p"; done
     if [ "$rc" = 0 ]; then
         rm -rf "$TMP"
     else
@@ -98,7 +118,7 @@ wait_for_line() {
     local re=$1 secs=$2 file=$3 pid=$4 i
     for i in $(seq $((secs * 20))); do
         if grep -qE "$re" "$file" 2>/dev/null; then return 0; fi
-        kill -0 "$pid" 2>/dev/null || return 1
+        alive "$pid" || return 1
         sleep 0.05
     done
     return 1
@@ -175,7 +195,7 @@ EOF
                 eval "NGINX_${name}_PORT=$port NGINX_${name}_PID=$pid"
                 return 0
             fi
-            kill -0 "$pid" 2>/dev/null || break
+            alive "$pid" || break
             sleep 0.05
         done
         kill -TERM "$pid" 2>/dev/null || true
@@ -269,10 +289,10 @@ for t in "${TARGETS[@]}"; do
 done
 
 CSV=$OUT/results.csv
-echo "mode,scenario,round,target,connections,requests,rps,p50_us,p90_us,p99_us,p999_us,max_us,ok,non2xx,errors" >"$CSV"
-csv_row() { # scenario round target json
+echo "mode,scenario,round,target,connections,requests,rps,p50_us,p90_us,p99_us,p999_us,max_us,ok,non2xx,errors,server_cpu_us_per_req,rail_cpu_us_per_req,loadgen_cpu_pct,extra" >"$CSV"
+csv_row() { # scenario round target json server_cpu rail_cpu
     local j=$4
-    echo "$mode,$1,$2,$3,$(jnum "$j" connections),$(jnum "$j" requests),$(jnum "$j" rps),$(jnum "$j" p50_us),$(jnum "$j" p90_us),$(jnum "$j" p99_us),$(jnum "$j" p999_us),$(jnum "$j" max_us),$(jnum "$j" ok),$(jnum "$j" non2xx),$(jnum "$j" errors)" >>"$CSV"
+    echo "$mode,$1,$2,$3,$(jnum "$j" connections),$(jnum "$j" requests),$(jnum "$j" rps),$(jnum "$j" p50_us),$(jnum "$j" p90_us),$(jnum "$j" p99_us),$(jnum "$j" p999_us),$(jnum "$j" max_us),$(jnum "$j" ok),$(jnum "$j" non2xx),$(jnum "$j" errors),${5:-},${6:-},$(jnum "$j" loadgen_cpu_pct)," >>"$CSV"
 }
 
 # --- profile mode: where payguard's time goes -------------------------------------
@@ -378,16 +398,67 @@ NGX_WORKER=$(cat "/proc/$NGINX_w1_PID/task/$NGINX_w1_PID/children" | awk '{print
 NGX_RSS_START=$(kb VmRSS "$NGX_WORKER")
 read -r NGX_RSS_IDLE NGX_HWM_IDLE < <(idle_rss nginx1 "$NGX_WORKER")
 
+# --- CPU accounting --------------------------------------------------------------------
+# CPU time per request of the process under test, from /proc/PID/stat, over the whole
+# loadgen call, divided by the requests the mock rail served in that time (exact).
+# Steadier than req/s on a shared box: other work slows a run but costs it no CPU.
+CLK_TCK=$(getconf CLK_TCK)
+ticks() { # pids... -> utime + stime, summed
+    local t=0 p v
+    for p in "$@"; do
+        v=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+children_ticks() { sed 's/^.*) //' /proc/$$/stat | awk '{print $14 + $15}'; } # reaped children (loadgen)
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4}' /proc/stat; }
+mock_requests() {
+    local n
+    exec 5<>"/dev/tcp/127.0.0.1/$MOCK_PORT" || { echo 0; return; }
+    printf 'GET /__mock/stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&5
+    n=$(sed -n 's/.*"requests":\([0-9]*\).*/\1/p' <&5)
+    exec 5<&-
+    echo "${n:-0}"
+}
+nginx_workers() { cat "/proc/$1/task/$1/children" 2>/dev/null; }
+declare -A PROCS
+PROCS[direct]=$MOCK_PID
+PROCS[payguard]=$PG_PID
+PROCS[nginx1]=$(nginx_workers "$NGINX_w1_PID")
+[ -n "${NGINX_auto_PID:-}" ] && PROCS[nginx_auto]=$(nginx_workers "$NGINX_auto_PID")
+ALL_SERVER_PIDS="$MOCK_PID $PG_PID $NGINX_w1_PID ${PROCS[nginx1]} ${NGINX_auto_PID:-} ${PROCS[nginx_auto]:-}"
+per_req() { awk -v d="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n; else print "" }'; }
+
+# measure TARGET CONNS WARM MEASURE -> sets R (JSON), SCPU, RCPU (µs per request)
+measure() {
+    local t=$1 n0 n1 s0 s1 m0 m1
+    # shellcheck disable=SC2086
+    { n0=$(mock_requests); s0=$(ticks ${PROCS[$t]}); m0=$(ticks "$MOCK_PID"); }
+    R=$(loadgen "$t" "$2" "$3" "$4")
+    # shellcheck disable=SC2086
+    { n1=$(mock_requests); s1=$(ticks ${PROCS[$t]}); m1=$(ticks "$MOCK_PID"); }
+    n1=$((n1 - n0)) # /__mock/stats itself is never counted
+    SCPU=$(per_req $((s1 - s0)) "$n1")
+    RCPU=$(per_req $((m1 - m0)) "$n1")
+}
+
 # --- throughput: c=32, targets in alternation A B C D A B C D ... ---------------------
-declare -A RPS P50 P99 P90 P999 C1P50 C1P99
-for t in "${TARGETS[@]}"; do RPS[$t]=""; P50[$t]=""; P90[$t]=""; P99[$t]=""; P999[$t]=""; C1P50[$t]=""; C1P99[$t]=""; done
+declare -A RPS P50 P99 P90 P999 C1P50 C1P99 CPU RAILCPU LGCPU
+for t in "${TARGETS[@]}"; do
+    RPS[$t]=""; P50[$t]=""; P90[$t]=""; P99[$t]=""; P999[$t]=""; C1P50[$t]=""; C1P99[$t]=""
+    CPU[$t]=""; RAILCPU[$t]=""; LGCPU[$t]=""
+done
+# shellcheck disable=SC2086
+BUSY0=$(busy_ticks); OURS0=$(( $(ticks $ALL_SERVER_PIDS) + $(children_ticks) )); RUNS_TS=$(date +%s.%N)
 for round in $(seq "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do
-        r=$(loadgen "$t" "$CONNS" "$WARM" "$MEASURE")
-        csv_row "c$CONNS" "$round" "$t" "$r"
-        RPS[$t]+=" $(jnum "$r" rps)"; P50[$t]+=" $(jnum "$r" p50_us)"; P90[$t]+=" $(jnum "$r" p90_us)"
-        P99[$t]+=" $(jnum "$r" p99_us)"; P999[$t]+=" $(jnum "$r" p999_us)"
-        say "c=$CONNS round $round/$ROUNDS $t: $(jnum "$r" rps) req/s, p50 $(jnum "$r" p50_us) us, p99 $(jnum "$r" p99_us) us"
+        measure "$t" "$CONNS" "$WARM" "$MEASURE"
+        csv_row "c$CONNS" "$round" "$t" "$R" "$SCPU" "$RCPU"
+        RPS[$t]+=" $(jnum "$R" rps)"; P50[$t]+=" $(jnum "$R" p50_us)"; P90[$t]+=" $(jnum "$R" p90_us)"
+        P99[$t]+=" $(jnum "$R" p99_us)"; P999[$t]+=" $(jnum "$R" p999_us)"
+        CPU[$t]+=" $SCPU"; RAILCPU[$t]+=" $RCPU"; LGCPU[$t]+=" $(jnum "$R" loadgen_cpu_pct)"
+        say "c=$CONNS round $round/$ROUNDS $t: $(jnum "$R" rps) req/s, p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us, server CPU $SCPU us/req, loadgen CPU $(jnum "$R" loadgen_cpu_pct)%"
     done
 done
 
@@ -395,33 +466,40 @@ done
 C1_TARGETS=(direct nginx1 payguard)
 for round in $(seq "$C1_ROUNDS"); do
     for t in "${C1_TARGETS[@]}"; do
-        r=$(loadgen "$t" 1 "$C1_WARM" "$C1_MEASURE")
-        csv_row c1 "$round" "$t" "$r"
-        C1P50[$t]+=" $(jnum "$r" p50_us)"; C1P99[$t]+=" $(jnum "$r" p99_us)"
-        say "c=1 round $round/$C1_ROUNDS $t: p50 $(jnum "$r" p50_us) us, p99 $(jnum "$r" p99_us) us"
+        measure "$t" 1 "$C1_WARM" "$C1_MEASURE"
+        csv_row c1 "$round" "$t" "$R" "$SCPU" "$RCPU"
+        C1P50[$t]+=" $(jnum "$R" p50_us)"; C1P99[$t]+=" $(jnum "$R" p99_us)"
+        say "c=1 round $round/$C1_ROUNDS $t: p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us"
     done
 done
+# shellcheck disable=SC2086
+BUSY1=$(busy_ticks); OURS1=$(( $(ticks $ALL_SERVER_PIDS) + $(children_ticks) ))
+# Share of the machine's CPU time used by processes outside this benchmark.
+OTHER_PCT=$(awk -v b=$((BUSY1 - BUSY0)) -v o=$((OURS1 - OURS0)) -v s="$(awk -v a="$RUNS_TS" -v b="$(date +%s.%N)" 'BEGIN{print b - a}')" \
+    -v hz="$CLK_TCK" -v n="$(nproc)" 'BEGIN { x = (b - o) / (hz * n * (s > 0 ? s : 1)) * 100; if (x < 0) x = 0; printf "%.0f", x }')
 
+alive "$PG_PID" || die "payguard died during the run: $(tail -5 "$TMP/payguard.err")"
 PG_RSS_END=$(kb VmRSS "$PG_PID")
 PG_HWM_END=$(kb VmHWM "$PG_PID")
 ELAPSED=$(( $(date +%s) - START_TS ))
 
-declare -A M_RPS M_P50 M_P90 M_P99 M_P999 M_C1P50 M_C1P99
+declare -A M_RPS M_P50 M_P90 M_P99 M_P999 M_C1P50 M_C1P99 M_CPU M_RAILCPU M_LGCPU
 for t in "${TARGETS[@]}"; do
     # shellcheck disable=SC2086
     { M_RPS[$t]=$(median ${RPS[$t]}); M_P50[$t]=$(median ${P50[$t]}); M_P90[$t]=$(median ${P90[$t]})
-      M_P99[$t]=$(median ${P99[$t]}); M_P999[$t]=$(median ${P999[$t]}); }
-    echo "$mode,c$CONNS,median,$t,$CONNS,,${M_RPS[$t]},${M_P50[$t]},${M_P90[$t]},${M_P99[$t]},${M_P999[$t]},,,," >>"$CSV"
+      M_P99[$t]=$(median ${P99[$t]}); M_P999[$t]=$(median ${P999[$t]}); M_CPU[$t]=$(median ${CPU[$t]})
+      M_RAILCPU[$t]=$(median ${RAILCPU[$t]}); M_LGCPU[$t]=$(median ${LGCPU[$t]}); }
+    echo "$mode,c$CONNS,median,$t,$CONNS,,${M_RPS[$t]},${M_P50[$t]},${M_P90[$t]},${M_P99[$t]},${M_P999[$t]},,,,,${M_CPU[$t]},${M_RAILCPU[$t]},${M_LGCPU[$t]}," >>"$CSV"
 done
 for t in "${C1_TARGETS[@]}"; do
     # shellcheck disable=SC2086
     { M_C1P50[$t]=$(median ${C1P50[$t]}); M_C1P99[$t]=$(median ${C1P99[$t]}); }
-    echo "$mode,c1,median,$t,1,,,${M_C1P50[$t]},,${M_C1P99[$t]},,,,," >>"$CSV"
+    echo "$mode,c1,median,$t,1,,,${M_C1P50[$t]},,${M_C1P99[$t]},,,,,,,,," >>"$CSV"
 done
 {
-    echo "$mode,memory,,payguard,0,,,,,,,,,,rss_start_kb=$PG_RSS_START"
-    echo "$mode,memory,,payguard,$IDLE_CONNS,,,,,,,,,,rss_held_kb=$PG_RSS_IDLE;hwm_kb=$PG_HWM_IDLE"
-    echo "$mode,memory,,nginx1_worker,$IDLE_CONNS,,,,,,,,,,rss_start_kb=$NGX_RSS_START;rss_held_kb=$NGX_RSS_IDLE;hwm_kb=$NGX_HWM_IDLE"
+    echo "$mode,memory,,payguard,0,,,,,,,,,,,,,,rss_start_kb=$PG_RSS_START"
+    echo "$mode,memory,,payguard,$IDLE_CONNS,,,,,,,,,,,,,,rss_held_kb=$PG_RSS_IDLE;hwm_kb=$PG_HWM_IDLE;rss_after_runs_kb=$PG_RSS_END;hwm_after_runs_kb=$PG_HWM_END"
+    echo "$mode,memory,,nginx1_worker,$IDLE_CONNS,,,,,,,,,,,,,,rss_start_kb=$NGX_RSS_START;rss_held_kb=$NGX_RSS_IDLE;hwm_kb=$NGX_HWM_IDLE"
 } >>"$CSV"
 
 # --- report ---------------------------------------------------------------------------
@@ -431,21 +509,21 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 perconn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f KiB", (a - b) / n }'; }
 
 TABLE=$(
-    echo "| target | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    echo "| target | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/req | loadgen CPU |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for t in "${TARGETS[@]}"; do
-        printf '| %s | %.0f | %s | %s | %s | %s |\n' "${LABEL[$t]}" "${M_RPS[$t]}" "${M_P50[$t]}" \
-            "${M_P90[$t]}" "${M_P99[$t]}" "${M_P999[$t]}"
+        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s%% |\n' "${LABEL[$t]}" "${M_RPS[$t]}" "${M_P50[$t]}" \
+            "${M_P90[$t]}" "${M_P99[$t]}" "${M_P999[$t]}" "${M_CPU[$t]}" "${M_LGCPU[$t]}"
     done
 )
 RATIOS=$(
-    echo "| ratio | req/s | p50 | p99 |"
-    echo "| --- | ---: | ---: | ---: |"
-    echo "| payguard / nginx (1 worker) | $(ratio "${M_RPS[payguard]}" "${M_RPS[nginx1]}") | $(ratio "${M_P50[payguard]}" "${M_P50[nginx1]}") | $(ratio "${M_P99[payguard]}" "${M_P99[nginx1]}") |"
+    echo "| ratio | req/s | p50 | p99 | CPU per request |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    echo "| payguard / nginx (1 worker) | $(ratio "${M_RPS[payguard]}" "${M_RPS[nginx1]}") | $(ratio "${M_P50[payguard]}" "${M_P50[nginx1]}") | $(ratio "${M_P99[payguard]}" "${M_P99[nginx1]}") | $(ratio "${M_CPU[payguard]}" "${M_CPU[nginx1]}") |"
     if [ -n "${M_RPS[nginx_auto]:-}" ]; then
-        echo "| payguard / nginx (auto) | $(ratio "${M_RPS[payguard]}" "${M_RPS[nginx_auto]}") | $(ratio "${M_P50[payguard]}" "${M_P50[nginx_auto]}") | $(ratio "${M_P99[payguard]}" "${M_P99[nginx_auto]}") |"
+        echo "| payguard / nginx (auto) | $(ratio "${M_RPS[payguard]}" "${M_RPS[nginx_auto]}") | $(ratio "${M_P50[payguard]}" "${M_P50[nginx_auto]}") | $(ratio "${M_P99[payguard]}" "${M_P99[nginx_auto]}") | $(ratio "${M_CPU[payguard]}" "${M_CPU[nginx_auto]}") |"
     fi
-    echo "| payguard / direct | $(ratio "${M_RPS[payguard]}" "${M_RPS[direct]}") | $(ratio "${M_P50[payguard]}" "${M_P50[direct]}") | $(ratio "${M_P99[payguard]}" "${M_P99[direct]}") |"
+    echo "| payguard / direct | $(ratio "${M_RPS[payguard]}" "${M_RPS[direct]}") | $(ratio "${M_P50[payguard]}" "${M_P50[direct]}") | $(ratio "${M_P99[payguard]}" "${M_P99[direct]}") | — |"
 )
 C1TABLE=$(
     echo "| target | p50 µs | p99 µs | added p50 vs direct |"
@@ -474,7 +552,7 @@ $( [ "$mode" = quick ] && echo "**Quick run** (\`make bench-quick\`: one short r
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - Commit: \`$COMMIT\`$DIRTY
-- Machine: $(nproc) CPUs, $CPU, Linux $(uname -r); load average before the run: $LOADAVG_START
+- Machine: $(nproc) CPUs, $CPU, Linux $(uname -r); load average before the run: $LOADAVG_START, CPU busy before the run: ${IDLE_BUSY_PCT}%
 - nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 - Load: \`bench/loadgen\`, \`GET $PATH_REQ\`, closed loop (each connection sends its next
   request when the previous answer is complete), latency from write to full response.
@@ -484,6 +562,11 @@ $( [ "$mode" = quick ] && echo "**Quick run** (\`make bench-quick\`: one short r
 - Everything runs on 127.0.0.1 on the same $(nproc) CPUs: the load generator (one thread), the
   mock rail (one thread) and the proxy under test share them, so absolute figures are
   bounded by this box; compare the rows with each other, not with other machines.
+- Other processes on the machine (outside this benchmark) used ${OTHER_PCT}% of its CPU time
+  during the runs; a busy neighbour moves req/s and tails far more than it moves
+  "server CPU µs/req" (the process under test's user + system time from /proc, divided by
+  the requests the mock rail served in the same window: the proxy's own cost per request;
+  for "direct" it is the mock rail's).
 - Logging is on for both proxies, one \`write()\` per request to a file: payguard's
   \`log_file\` (line-buffered JSON) and an nginx \`access_log\` without buffer in a
   similar JSON format.
@@ -536,4 +619,4 @@ echo
 echo "== memory"
 echo "$MEMTABLE"
 echo
-say "wrote $REPORT and $CSV (${ELAPSED} s of measurements)"
+say "wrote $REPORT and $CSV (${ELAPSED} s of measurements; other processes used ${OTHER_PCT}% of the CPU meanwhile)"
