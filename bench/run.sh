@@ -370,7 +370,8 @@ EOF2
         echo "## perf report --children (inclusive time, >= 1.5%)"
         perf report -i "$TMP/perf.data" --children --stdio --percent-limit 1.5 -g none 2>/dev/null | grep -v '^$'
     } >"$OUT/profile.txt"
-    say "profile: $OUT/profile.txt"
+    cp "$TMP/perf.data" "$OUT/perf.data" # symbols stay resolvable through perf's build-id cache
+    say "profile: $OUT/profile.txt (raw: $OUT/perf.data)"
     echo "$PERREQ_PG"
     echo "$PERREQ_NGX"
     exit 0
