@@ -176,9 +176,12 @@ static int seg_rank(const struct pg_route *r, size_t i)
     return 0;
 }
 
-/* The order routes are tried in. Two patterns that can match one path either
- * differ in rank somewhere (the higher wins) or are the same pattern, where
- * a named method beats "*". Indexes keep the sort stable. */
+/* The order routes are tried in. Catch-alls ("**") come after every pattern
+ * of fixed length, so a route written for one path (payguard.yaml can only
+ * write those) is never shadowed by a preset's "GET /v1 and below". Within
+ * each group, two patterns that can match one path either differ in rank
+ * somewhere (the higher wins) or are the same pattern, where a named method
+ * beats "*". Indexes keep the sort stable. */
 struct sort_item {
     struct pg_route r;
     size_t index;
@@ -187,6 +190,10 @@ struct sort_item {
 static int route_cmp(const void *pa, const void *pb)
 {
     const struct sort_item *a = pa, *b = pb;
+    bool rest_a = a->r.nseg && a->r.seg[a->r.nseg - 1].kind == SEG_REST;
+    bool rest_b = b->r.nseg && b->r.seg[b->r.nseg - 1].kind == SEG_REST;
+    if (rest_a != rest_b)
+        return rest_a ? 1 : -1;
     size_t n = a->r.nseg > b->r.nseg ? a->r.nseg : b->r.nseg;
     for (size_t i = 0; i <= n; i++) {
         int ra = seg_rank(&a->r, i), rb = seg_rank(&b->r, i);

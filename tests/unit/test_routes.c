@@ -819,6 +819,12 @@ static void user_routes_override_and_extend_a_preset(void **state)
          .operation = "config",
          .urls = hook,
          .nurls = 1},
+        /* A placeholder where the preset has a literal still beats its
+         * catch-all: a route written for a path is meant for that path. */
+        {.name = "secrets",
+         .method = "GET",
+         .path = "/{version}/secret_reports/{id}",
+         .operation = "forbidden"},
     };
     struct pg_rail rail = {.name = "stripe",
                            .preset = PG_PRESET_STRIPE,
@@ -860,6 +866,10 @@ static void user_routes_override_and_extend_a_preset(void **state)
     assert_int_equal(in.op, PG_OP_FORBIDDEN);
     assert_int_equal(classify(t, "GET", "/v1/balance_transactions", NULL, NULL), 0);
     assert_int_equal(in.op, PG_OP_READ);
+    assert_int_equal(classify(t, "GET", "/v1/secret_reports/sr_1", NULL, NULL), 0);
+    assert_int_equal(in.op, PG_OP_FORBIDDEN);
+    assert_string_equal(in.route, "secrets");
+    assert_true(slice_is(in.object_id, "sr_1"));
 
     assert_int_equal(classify(t, "POST", "/v1/things/t_1/hooks", FORM,
                               "callback_url=https%3A%2F%2Fx.example%2F"),
