@@ -862,6 +862,8 @@ int pg_rail_classify(const struct pg_routes *routes, struct pg_slice method, str
     f.items_known = false;
     int rc;
     if (routes->format == PG_BODY_FORM) {
+        /* A body must be in the one encoding payguard reads; an empty body
+         * holds nothing, whatever its Content-Type says. */
         struct pg_slice src = body;
         if (!reads_body) {
             /* A GET or DELETE money route (only payguard.yaml can write one)
@@ -875,10 +877,8 @@ int pg_rail_classify(const struct pg_routes *routes, struct pg_slice method, str
                 return PG_EPARSE;
             }
             src = query;
-        } else if (content_type.len
-                       ? !content_type_is(content_type,
-                                          PG_SLICE("application/x-www-form-urlencoded"))
-                       : body.len > 0) {
+        } else if (body.len &&
+                   !content_type_is(content_type, PG_SLICE("application/x-www-form-urlencoded"))) {
             pg_route_bad(bad, "unsupported_content_type", NULL,
                          "%s requests must be sent as Content-Type: "
                          "application/x-www-form-urlencoded (UTF-8), which is what payguard "
@@ -888,8 +888,7 @@ int pg_rail_classify(const struct pg_routes *routes, struct pg_slice method, str
         }
         rc = pg_form_extract(r, src, in, &f, bad);
     } else {
-        if (content_type.len ? !content_type_is(content_type, PG_SLICE("application/json"))
-                             : body.len > 0) {
+        if (body.len && !content_type_is(content_type, PG_SLICE("application/json"))) {
             pg_route_bad(bad, "unsupported_content_type", NULL,
                          "%s requests must be sent as Content-Type: application/json, which is "
                          "what payguard checks and what the rail reads. Resend the body as "

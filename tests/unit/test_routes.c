@@ -511,6 +511,11 @@ static void content_types_are_checked(void **state)
                               "Application/X-WWW-Form-Urlencoded ; Charset=UTF-8", body),
                      0);
     assert_int_equal(in.amount, 1);
+    /* Nothing can hide in an empty body. */
+    assert_int_equal(classify(stripe, "POST", "/v1/payment_intents/pi_1/capture", JSON, ""), 0);
+    assert_int_equal(in.action, PG_ACT_CAPTURE);
+    assert_int_equal(classify(adyen, "POST", "/v71/payments/P1/reversals", FORM, ""), 0);
+    assert_int_equal(in.op, PG_OP_REFUND);
 }
 
 static void query_strings_on_money_posts_are_refused(void **state)
