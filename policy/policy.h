@@ -38,8 +38,8 @@ bool pg_op_moves_money(enum pg_op op);
 /* What a money route does to the object it names, so the ledger can reserve
  * on create and adjust the reservation on follow-ups. */
 enum pg_action {
-    PG_ACT_NONE,       /* not money-related, or a one-shot (refund, transfer, payout) */
-    PG_ACT_CREATE,     /* creates the money object (payment_intents create, charges create) */
+    PG_ACT_NONE,       /* not money-related, or a refund */
+    PG_ACT_CREATE,     /* moves new money: payment_intents, charges, transfers, payouts, topups */
     PG_ACT_UPDATE,     /* may change the amount before confirmation */
     PG_ACT_CONFIRM,    /* moves the money of an existing object */
     PG_ACT_CAPTURE,    /* captures up to the authorized amount */

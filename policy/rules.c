@@ -502,8 +502,11 @@ static void ctx_init(struct rule_ctx *x, const struct pg_policy *p, const struct
     x->now = now;
     x->spend = spend;
     x->cur = in->currency[0] ? in->currency : p->currency;
+    /* A refund without an amount returns the whole of the object it names,
+     * whose amount payguard checked when it was created. */
     x->follow_up = in->action == PG_ACT_CONFIRM || in->action == PG_ACT_CAPTURE ||
-                   in->action == PG_ACT_CANCEL || in->action == PG_ACT_UPDATE;
+                   in->action == PG_ACT_CANCEL || in->action == PG_ACT_UPDATE ||
+                   (in->op == PG_OP_REFUND && !in->has_amount && in->object_id.len);
 }
 
 static int run_rules(const struct rule_ctx *x, bool stateful, struct pg_decision *d)
