@@ -111,6 +111,24 @@ void log_request(struct conn *c)
     }
     if (c->rail)
         put_kv_str(&l, "rail", c->rail->name, strlen(c->rail->name));
+    if (c->vc && c->vc->intent.matched) {
+        const struct pg_intent *in = &c->vc->intent;
+        const char *op = pg_op_name(in->op);
+        put_kv_str(&l, "operation", op, strlen(op));
+        put_kv_str(&l, "route", in->route, strlen(in->route));
+        if (in->has_amount) {
+            put_kv_u64(&l, "amount", (uint64_t)in->amount);
+            put_kv_str(&l, "currency", in->currency, strlen(in->currency));
+        }
+    }
+    if (c->vc) {
+        const char *v = pg_verdict_name(c->vc->decision.verdict);
+        put_kv_str(&l, "decision", v, strlen(v));
+        if (c->vc->decision.verdict != PG_VERDICT_ALLOW && c->vc->decision.reason)
+            put_kv_str(&l, "reason", c->vc->decision.reason, strlen(c->vc->decision.reason));
+        if (c->vc->approval_id[0])
+            put_kv_str(&l, "approval_id", c->vc->approval_id, strlen(c->vc->approval_id));
+    }
     put_kv_u64(&l, "status", (uint64_t)c->status);
     put_kv_u64(&l, "bytes_in", c->bytes_in);
     put_kv_u64(&l, "bytes_out", c->bytes_out);

@@ -12,6 +12,7 @@
 #include "auth/auth.h"
 #include "common/buf.h"
 #include "config/config.h"
+#include "policy/policy.h"
 #include "proxy/http.h"
 
 struct server;
@@ -59,6 +60,8 @@ struct runtime {
     struct server *srv;
     struct pg_config *cfg;
     struct pool *pools;            /* one per cfg->rails[i] */
+    struct pg_routes **routes;     /* one per cfg->rails[i] */
+    struct pg_policy **policies;   /* one per cfg->agents[i] */
     uint32_t refs;
     bool retired;
 };
@@ -90,6 +93,7 @@ struct conn {
     bool timer_closed;
     bool tcp_closed;
     /* the request in progress */
+    struct verdict_ctx *vc;        /* intent and decision; NULL until classified */
     struct runtime *rt;
     const struct pg_agent *agent;
     const struct pg_rail *rail;
@@ -103,6 +107,14 @@ struct conn {
     bool sent_head;                /* response head already sent */
     bool resp_chunked;             /* re-chunking the rail's body */
     bool retried;                  /* one retry on a stale pooled connection */
+};
+
+/* What the policy made of the request in progress. Allocated per request:
+ * the intent's scratch space is too large to keep per idle connection. */
+struct verdict_ctx {
+    struct pg_intent intent;
+    struct pg_decision decision;
+    char approval_id[40];
 };
 
 struct server {

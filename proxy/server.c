@@ -35,6 +35,19 @@ uint64_t now_ms_wall(void)
 
 /* --- runtime (one per config generation) ------------------------------- */
 
+/* Frees what runtime_new built besides the pools and the config. */
+static void runtime_free_parts(struct runtime *rt)
+{
+    for (size_t i = 0; rt->routes && i < rt->cfg->nrails; i++)
+        pg_routes_free(rt->routes[i]);
+    for (size_t i = 0; rt->policies && i < rt->cfg->nagents; i++)
+        pg_policy_free(rt->policies[i]);
+    free(rt->routes);
+    free(rt->policies);
+    free(rt->pools);
+    free(rt);
+}
+
 static struct runtime *runtime_new(struct server *srv, struct pg_config *cfg, char *err,
                                    size_t errlen)
 {
@@ -52,16 +65,31 @@ static struct runtime *runtime_new(struct server *srv, struct pg_config *cfg, ch
     rt->srv = srv;
     rt->cfg = cfg;
     rt->refs = 1;
+    rt->routes = calloc(cfg->nrails ? cfg->nrails : 1, sizeof(*rt->routes));
+    rt->policies = calloc(cfg->nagents ? cfg->nagents : 1, sizeof(*rt->policies));
+    if (!rt->routes || !rt->policies) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->nrails; i++) {
+        if (pg_routes_build(&cfg->rails[i], &rt->routes[i], err, errlen) != 0)
+            goto fail;
+    }
+    for (size_t i = 0; i < cfg->nagents; i++) {
+        if (pg_policy_compile(cfg, &cfg->agents[i], &rt->policies[i], err, errlen) != 0)
+            goto fail;
+    }
     for (size_t i = 0; i < cfg->nrails; i++) {
         if (pool_init(&rt->pools[i], rt, &cfg->rails[i], err, errlen) != 0) {
             for (size_t j = 0; j < i; j++)
                 pool_close(&rt->pools[j]);
-            free(rt->pools);
-            free(rt);
-            return NULL;
+            goto fail;
         }
     }
     return rt;
+fail:
+    runtime_free_parts(rt);
+    return NULL;
 }
 
 void runtime_retain(struct runtime *rt)
@@ -73,11 +101,11 @@ void runtime_release(struct runtime *rt)
 {
     if (--rt->refs > 0)
         return;
-    for (size_t i = 0; i < rt->cfg->nrails; i++)
+    struct pg_config *cfg = rt->cfg;
+    for (size_t i = 0; i < cfg->nrails; i++)
         pool_close(&rt->pools[i]);
-    free(rt->pools);
-    pg_config_free(rt->cfg);
-    free(rt);
+    runtime_free_parts(rt);
+    pg_config_free(cfg);
 }
 
 /* --- connection lifecycle ---------------------------------------------- */
@@ -118,6 +146,8 @@ static void conn_close(struct conn *c)
         runtime_release(c->rt);
         c->rt = NULL;
     }
+    free(c->vc);
+    c->vc = NULL;
     link_remove(&c->link);
     if (!c->admin)
         c->srv->nconns--;
@@ -237,6 +267,8 @@ void conn_request_done(struct conn *c)
         runtime_release(c->rt);
         c->rt = NULL;
     }
+    free(c->vc);
+    c->vc = NULL;
     c->agent = NULL;
     c->rail = NULL;
     c->req_start_us = c->up_start_us = c->up_done_us = 0;
@@ -300,6 +332,112 @@ void conn_send_error(struct conn *c, int status, const char *type, const char *c
     conn_request_done(c);
 }
 
+/* Answers a verdict other than ALLOW in the rail's own error format. */
+static void send_verdict(struct conn *c)
+{
+    struct verdict_ctx *vc = c->vc;
+    struct pg_decision *d = &vc->decision;
+    char code[64];
+    snprintf(code, sizeof(code), "payguard_%s", d->reason);
+    bool hold = d->verdict == PG_VERDICT_HOLD;
+    const char *type = hold ? "card_error" : "invalid_request_error";
+    bool close = !c->parser.keep_alive || c->srv->draining;
+    if (close)
+        c->close_after_write = true;
+    c->status = d->status;
+    c->error = d->reason;
+    if (pg_http_write_verdict(&c->out, c->rail->preset, d->status, pg_verdict_name(d->verdict),
+                              type, code, d->message, d->param,
+                              hold ? vc->approval_id : NULL, close) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->bytes_out += c->out.len;
+    c->sent_head = true;
+    conn_request_done(c);
+}
+
+static void fail_closed(struct conn *c, const char *why)
+{
+    c->error = why;
+    conn_send_error(c, 503, "api_error", "payguard_unavailable",
+                    "payguard could not decide on this request, so nothing was sent to the rail. Retry shortly.",
+                    0);
+}
+
+/* Classifies the request with the rail's route table and runs the policy.
+ * Only an ALLOW reaches the rail. */
+static void decide(struct conn *c)
+{
+    struct runtime *rt = c->rt;
+    const struct pg_config *cfg = rt->cfg;
+    size_t ri = (size_t)(c->rail - cfg->rails), ai = (size_t)(c->agent - cfg->agents);
+    struct pg_msg *m = &c->parser.msg;
+    c->vc = calloc(1, sizeof(*c->vc));
+    if (!c->vc) {
+        fail_closed(c, "out_of_memory");
+        return;
+    }
+    struct pg_intent *in = &c->vc->intent;
+    struct pg_decision *d = &c->vc->decision;
+    int ct = pg_msg_find(m, PG_SLICE("Content-Type"));
+    struct pg_slice ctype = ct >= 0 ? pg_msg_value(m, (uint32_t)ct) : PG_SLICE_NULL;
+    int rc = pg_rail_classify(rt->routes[ri], pg_slice_cstr(pg_reqparser_method(&c->parser)),
+                              pg_msg_target(m), ctype, pg_slice_of(m->body.p, m->body.len), in, d);
+    if (rc == PG_EPARSE) {
+        d->verdict = PG_VERDICT_DENY;
+        send_verdict(c);
+        return;
+    }
+    if (rc != 0) {
+        fail_closed(c, "classify_failed");
+        return;
+    }
+    if (!in->matched) {
+        if (c->rail->unmatched == PG_UNMATCHED_PASS) {
+            c->state = CONN_UPSTREAM;
+            upstream_forward(c);
+            return;
+        }
+        d->verdict = PG_VERDICT_DENY;
+        d->status = 403;
+        d->reason = "unknown_operation";
+        snprintf(d->message, sizeof(d->message),
+                 "payguard does not know what %s %.*s does on rail %s, so it does not let it through. Use a documented API call, or ask a human to add a route for it.",
+                 pg_reqparser_method(&c->parser), (int)pg_msg_target(m).len, pg_msg_target(m).ptr,
+                 c->rail->name);
+        send_verdict(c);
+        return;
+    }
+    const struct pg_org *org = pg_config_org(cfg, pg_slice_cstr(c->agent->org));
+    if (!org || !org->tz) {
+        fail_closed(c, "no_timezone");
+        return;
+    }
+    int64_t now = (int64_t)(now_ms_wall() / 1000);
+    struct pg_spend spend = { 0, 0, 0, 0 }; /* durable spend arrives with the ledger */
+    if (pg_policy_check(rt->policies[ai], c->agent, in, org->tz, now, d) != 0 ||
+        pg_policy_check_spend(rt->policies[ai], c->agent, in, &spend, d) != 0) {
+        fail_closed(c, "policy_failed");
+        return;
+    }
+    if (d->verdict == PG_VERDICT_HOLD) {
+        uint8_t raw[12];
+        char b62[24];
+        if (pg_random(raw, sizeof(raw)) != 0 || pg_base62_encode(raw, sizeof(raw), b62, sizeof(b62)) < 0) {
+            fail_closed(c, "random_failed");
+            return;
+        }
+        snprintf(c->vc->approval_id, sizeof(c->vc->approval_id), "apr_%s", b62);
+    }
+    if (d->verdict != PG_VERDICT_ALLOW) {
+        send_verdict(c);
+        return;
+    }
+    c->state = CONN_UPSTREAM;
+    upstream_forward(c);
+}
+
 static void authorized(struct conn *c, const struct pg_agent *agent)
 {
     const struct pg_config *cfg = c->rt->cfg;
@@ -333,8 +471,7 @@ static void authorized(struct conn *c, const struct pg_agent *agent)
                         "This agent's rail is not configured.", 0);
         return;
     }
-    c->state = CONN_UPSTREAM;
-    upstream_forward(c);
+    decide(c);
 }
 
 struct auth_work {

@@ -55,8 +55,20 @@ cat <<MSG
   Try it from another terminal:
     curl -s http://127.0.0.1:8402/v1/balance -H "Authorization: Bearer $DEMO_TOKEN"
 
+  A payment to an allowed merchant (goes through to the rail):
     curl -s http://127.0.0.1:8402/v1/payment_intents -H "Authorization: Bearer $DEMO_TOKEN" \\
-      -H "Idempotency-Key: demo-\$RANDOM" -d amount=2000 -d currency=usd
+      -H "Idempotency-Key: demo-\$RANDOM" -d amount=2000 -d currency=usd \\
+      -d "transfer_data[destination]=acct_1TrustedShop"
+
+  Over the per-transaction limit (denied, 403; the rail sees nothing):
+    curl -s http://127.0.0.1:8402/v1/payment_intents -H "Authorization: Bearer $DEMO_TOKEN" \\
+      -H "Idempotency-Key: demo-\$RANDOM" -d amount=60000 -d currency=usd \\
+      -d "transfer_data[destination]=acct_1TrustedShop"
+
+  Above the approval threshold (held for a human, 402):
+    curl -s http://127.0.0.1:8402/v1/payment_intents -H "Authorization: Bearer $DEMO_TOKEN" \\
+      -H "Idempotency-Key: demo-\$RANDOM" -d amount=30000 -d currency=usd \\
+      -d "transfer_data[destination]=acct_1TrustedShop"
 
   Ctrl-C stops payguard and the mock rail.
 
