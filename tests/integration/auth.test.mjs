@@ -158,6 +158,27 @@ test(`after ${AUTH_FAILURES} failures from one address: 429 with Retry-After, ev
     assert.equal(other.status, 200, other.body);
 });
 
+test('an agent that hangs up while its token is being checked leaves payguard healthy', async () => {
+    const before = [await mock.count(), await alt.count()];
+    const { default: net } = await import('node:net');
+    for (let i = 0; i < 3; i++) {
+        const sock = net.connect({ port: pg.port, host: '127.0.0.1', localAddress: freshAddr() });
+        sock.on('error', () => {});
+        await new Promise((r) => sock.on('connect', r));
+        // An unknown token costs a bcrypt check per agent: the close lands mid-check.
+        sock.end(`GET /v1/balance HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${tok.stranger.token}\r\n\r\n`);
+        await new Promise((r) => setTimeout(r, 20));
+        sock.destroy();
+    }
+    // A check started after theirs ends after theirs: a barrier, not a sleep.
+    const probe = await request(pg.port, { path: '/v1/balance', headers: bearer(tok.stranger.token), localAddress: freshAddr() });
+    assert.equal(probe.status, 401);
+    await new Promise((r) => setTimeout(r, 100));
+    const res = await request(pg.port, { path: '/v1/balance', headers: bearer(tok.shopper.token), localAddress: freshAddr() });
+    assert.equal(res.status, 200, res.body);
+    assert.deepEqual([await mock.count() - 1, await alt.count()], before, 'only the last request reached the rail');
+});
+
 test('payguard stops cleanly on SIGTERM; no token or secret in its log', async () => {
     const { code, signal } = await pg.stop();
     assert.equal(signal, null, pg.tail());

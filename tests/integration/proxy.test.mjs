@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 
 import { startStack, testWithLogs, headerValue, headerValues, stripeShapedError, sleep, waitFor } from './lib/harness.mjs';
-import { request, keepAliveAgent, rawExchange, rawRequestBytes, responsesAtLeast } from './lib/http.mjs';
+import { request, keepAliveAgent, rawExchange, rawRequestBytes, responsesAtLeast, parseResponses } from './lib/http.mjs';
 
 let s;
 const test = testWithLogs(() => s?.pg);
@@ -128,6 +128,54 @@ test('hop-by-hop headers and payguard control headers are not forwarded', async 
     assert.equal(headerValue(reqs[0], 'Stripe-Account'), 'acct_123');
     assert.deepEqual(headerValues(reqs[0], 'Authorization'), [`Bearer ${s.mock.secret}`]);
     assertNoAgentToken(reqs);
+});
+
+test('the request target (path and query string) reaches the rail byte for byte', async () => {
+    const n0 = (await s.mock.requests()).length;
+    const target = '/v1/customers?limit=3&email=a%40b.example&expand[]=data.default_source';
+    const res = await request(s.pg.port, { path: target, headers: s.auth });
+    assert.equal(res.status, 200, res.body);
+    const [r] = await railRequestsSince(n0);
+    assert.equal(r.path, target);
+});
+
+test('HEAD gets the head only, and the connection stays usable', async () => {
+    const bytes = Buffer.concat([
+        rawRequestBytes('HEAD /v1/balance HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`]),
+        rawRequestBytes('GET /v1/balance HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`]),
+    ]);
+    const ex = await rawExchange(s.pg.port, bytes, { until: (b) => b.includes('"object":"balance"') });
+    // The parser below would take a HEAD answer's Content-Length as a body:
+    // split on the second status line instead.
+    const at = ex.text.indexOf('HTTP/1.1', 1);
+    assert.ok(at > 0, ex.text);
+    const head = ex.text.slice(0, at);
+    assert.match(head, /^HTTP\/1\.1 200 /);
+    assert.ok(head.endsWith('\r\n\r\n'), `no body after a HEAD answer: ${JSON.stringify(head)}`);
+    assert.match(head, /\r\ncontent-length: \d+\r\n/i);
+    const rest = parseResponses(Buffer.from(ex.text.slice(at), 'latin1')).responses;
+    assert.equal(rest[0]?.status, 200);
+    assert.equal(rest[0].json.object, 'balance');
+});
+
+test('Connection: close from the agent: answered, then closed', async () => {
+    const ex = await rawExchange(s.pg.port, rawRequestBytes('GET /v1/balance HTTP/1.1', [
+        'Host: x', `Authorization: Bearer ${s.token.token}`, 'Connection: close']));
+    assert.equal(ex.timedOut, false, 'payguard closed the connection');
+    assert.equal(ex.responses.length, 1, ex.text);
+    assert.equal(ex.responses[0].status, 200);
+    assert.equal(ex.responses[0].header('connection'), 'close');
+});
+
+test('HTTP/1.0 without Host: answered and closed', async () => {
+    const n0 = (await s.mock.requests()).length;
+    const ex = await rawExchange(s.pg.port, rawRequestBytes('GET /v1/balance HTTP/1.0', [
+        `Authorization: Bearer ${s.token.token}`]));
+    assert.equal(ex.timedOut, false);
+    assert.equal(ex.responses[0]?.status, 200, ex.text);
+    assert.equal(ex.responses[0].json.object, 'balance');
+    const [r] = await railRequestsSince(n0);
+    assert.deepEqual(headerValues(r, 'Host'), [`127.0.0.1:${s.mock.port}`], 'payguard supplies the rail\'s Host');
 });
 
 test('a chunked request body is re-framed with Content-Length for the rail', async () => {

@@ -15,6 +15,7 @@ const LIMITS = {
     body_bytes: 2048,
     header_timeout_ms: 1500,
     body_timeout_ms: 1500,
+    idle_timeout_ms: 1500,
 };
 
 let s;
@@ -284,6 +285,16 @@ test('a body that stalls is cut off within body_timeout_ms with a 408', async ()
     assert.equal(ex.responses.length, 1, ex.text);
     stripeShapedError(assert, ex.responses[0], 408, 'payguard_request_timeout');
     assert.equal(await s.mock.count(), before, 'the rail saw nothing');
+});
+
+test('an idle connection is closed after idle_timeout_ms, before and between requests', async () => {
+    const silent = await rawExchange(s.pg.port, [], { timeoutMs: LIMITS.idle_timeout_ms + 4000 });
+    assert.equal(silent.timedOut, false, `a connection that never sent a byte is still open after ${silent.elapsedMs} ms`);
+    assert.equal(silent.text, '', 'nothing is sent to a connection that never asked');
+    const used = await rawExchange(s.pg.port, get(['Host: 127.0.0.1']), { timeoutMs: LIMITS.idle_timeout_ms + 4000 });
+    assert.equal(used.timedOut, false, `an idle kept-alive connection is still open after ${used.elapsedMs} ms`);
+    assert.equal(used.responses.length, 1, used.text);
+    assert.equal(used.responses[0].status, 200);
 });
 
 test('the proxy still serves normally after all of the above', async () => {

@@ -5,12 +5,17 @@
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, createHash } from 'node:crypto';
+import http from 'node:http';
 
-import { startStack, testWithLogs, httpRail, closedPort, stripeShapedError, WAIT_MS } from './lib/harness.mjs';
+import { startStack, testWithLogs, httpRail, closedPort, stripeShapedError, waitFor, WAIT_MS } from './lib/harness.mjs';
 import { request, rawExchange, rawRequestBytes, responsesAtLeast } from './lib/http.mjs';
 
 const RAIL_TIMEOUT_MS = 1000;
+// 16 MiB (more than the kernel buffers on both sides hold), no two chunks alike, so reordering or loss shows in the hash.
+const BIG = Buffer.alloc(16 * 1024 * 1024);
+for (let i = 0; i < BIG.length; i += 4) BIG.writeUInt32LE((i * 2654435761) >>> 0, i);
+const BIG_SHA = createHash('sha256').update(BIG).digest('hex');
 
 /* A fake rail on raw TCP: `onRequest(socket, headText)` runs once per
  * request head received; it decides what bytes to send back. */
@@ -67,6 +72,21 @@ before(async () => {
         sock.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n' +
                    'Transfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}');
     });
+    fakes.big = await fakeRail((sock, head) => {
+        if (/^GET \/v1\/chunked/.test(head)) {
+            sock.write('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
+            for (let off = 0; off < BIG.length; off += 65536) {
+                const part = BIG.subarray(off, off + 65536);
+                sock.write(`${part.length.toString(16)}\r\n`);
+                sock.write(part);
+                sock.write('\r\n');
+            }
+            sock.write('0\r\n\r\n');
+        } else {
+            sock.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${BIG.length}\r\n\r\n`);
+            sock.write(BIG);
+        }
+    });
     const down = await closedPort();
     s = await startStack('upstream', {
         rails: async (mock) => ({
@@ -77,6 +97,7 @@ before(async () => {
             midbody: httpRail(fakes.midbody.url),
             hoppy: httpRail(fakes.hoppy.url),
             dualframing: httpRail(fakes.dualframing.url),
+            big: httpRail(fakes.big.url),
         }),
     });
 });
@@ -167,6 +188,69 @@ test('a rail answer with both Content-Length and Transfer-Encoding: 502, nothing
     assert.equal(ex.responses.length, 1, ex.text);
     stripeShapedError(assert, ex.responses[0], 502, 'payguard_rail_bad_response');
     assert.ok(!ex.text.includes('{"a":'), 'no byte of the ambiguous answer reached the agent');
+});
+
+/* GETs `path` on the big rail, reading slowly at first so payguard has to
+ * hold back the rail (its write queue passes the high-water mark). */
+function slowRead(path) {
+    return new Promise((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port: s.pg.port, path, agent: false,
+                               headers: { ...s.auth, 'Payguard-Rail': 'big' } }, (res) => {
+            const hash = createHash('sha256');
+            let n = 0;
+            res.pause();
+            setTimeout(() => res.resume(), 700);
+            res.on('data', (d) => { hash.update(d); n += d.length; });
+            res.on('end', () => { clearTimeout(timer); resolve({ status: res.statusCode, headers: res.headers, n, sha: hash.digest('hex') }); });
+            res.on('error', reject);
+        });
+        const timer = setTimeout(() => req.destroy(new Error('big answer did not finish')), WAIT_MS);
+        req.on('error', (e) => { clearTimeout(timer); reject(e); });
+    });
+}
+
+test('a 16 MiB answer to a slow reader arrives complete and in order (Content-Length)', async () => {
+    const r = await slowRead('/v1/files/big');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['content-length'], String(BIG.length));
+    assert.equal(r.n, BIG.length);
+    assert.equal(r.sha, BIG_SHA);
+});
+
+test('a 16 MiB chunked answer to a slow reader arrives complete and in order', async () => {
+    const r = await slowRead('/v1/chunked/big');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['transfer-encoding'], 'chunked');
+    assert.equal(r.n, BIG.length);
+    assert.equal(r.sha, BIG_SHA);
+});
+
+test('an agent that hangs up while its request is at the rail leaves payguard healthy', async () => {
+    const before = await s.mock.count();
+    const sock = net.connect(s.pg.port, '127.0.0.1');
+    sock.on('error', () => {});
+    await new Promise((r) => sock.on('connect', r));
+    sock.write(rawRequestBytes('GET /v1/balance HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`,
+                                                            'X-Mock-Delay-Ms: 400']));
+    await waitFor(async () => (await s.mock.count()) > before, 'the request to reach the rail');
+    sock.destroy();
+    // The rail answers into the void; payguard must neither crash nor hand
+    // that answer to anyone else.
+    const res = await request(s.pg.port, {
+        method: 'POST', path: '/v1/payment_intents', body: 'amount=777&currency=usd',
+        headers: { ...s.auth, 'Content-Type': 'application/x-www-form-urlencoded', 'Idempotency-Key': `it-${randomUUID()}`,
+                   'X-Mock-Delay-Ms': '600' },
+    });
+    assert.equal(res.status, 200, res.body);
+    assert.equal(res.json.amount, 777);
+    // A reader that leaves in the middle of a big answer, too.
+    const half = net.connect(s.pg.port, '127.0.0.1');
+    half.on('error', () => {});
+    await new Promise((r) => half.on('connect', r));
+    half.write(rawRequestBytes('GET /v1/files/big HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`, 'Payguard-Rail: big']));
+    await new Promise((r) => half.once('data', r));
+    half.destroy();
+    assert.equal((await request(s.pg.port, { path: '/v1/balance', headers: s.auth })).status, 200);
 });
 
 test('the healthy rail still answers after all of the above', async () => {
