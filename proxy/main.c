@@ -3,6 +3,7 @@
 #include "common/pg.h"
 #include "auth/auth.h"
 #include "config/config.h"
+#include "proxy/cli.h"
 #include "proxy/proxy.h"
 
 #include <stdio.h>
@@ -25,6 +26,7 @@ static const char usage_main[] =
     "  run    -c FILE            serve agents and the admin API (foreground)\n"
     "  check  -c FILE            validate a config file; prints ok or every problem\n"
     "  token new --agent ID      make a new agent token and its bcrypt hash\n"
+    "  policy test ...           dry-run one request through the policy rules\n"
     "  version                   print the version\n"
     "  help [COMMAND]            show help for a command\n"
     "\n"
@@ -54,16 +56,19 @@ static const char usage_token[] =
     "hash to paste into payguard.yaml as the agent's `token:`. payguard keeps\n"
     "only the hash; give the token to the agent as its API key.\n";
 
-static int usage_error(const char *msg, const char *arg)
+int pg_cli_usage_error(const char *msg, const char *arg)
 {
     fprintf(stderr, "payguard: %s%s%s (see payguard help)\n", msg, arg ? ": " : "", arg ? arg : "");
     return 2;
 }
 
-static bool is_help(const char *a)
+bool pg_cli_is_help(const char *a)
 {
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
+
+#define usage_error pg_cli_usage_error
+#define is_help pg_cli_is_help
 
 /* Parses `-c FILE` / `--config FILE` / `--config=FILE`; other flags are
  * accepted only if listed in `extra`. */
@@ -199,6 +204,8 @@ int main(int argc, char **argv)
             fputs(usage_check, stdout);
         else if (strcmp(topic, "token") == 0)
             fputs(usage_token, stdout);
+        else if (strcmp(topic, "policy") == 0)
+            return pg_cli_policy(1, (char *[]){ (char *)"--help", NULL });
         else if (!*topic)
             fputs(usage_main, stdout);
         else
@@ -215,5 +222,7 @@ int main(int argc, char **argv)
         return cmd_check(argc - 2, argv + 2);
     if (strcmp(cmd, "token") == 0)
         return cmd_token(argc - 2, argv + 2);
+    if (strcmp(cmd, "policy") == 0)
+        return pg_cli_policy(argc - 2, argv + 2);
     return usage_error("unknown command", cmd);
 }

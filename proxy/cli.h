@@ -1,0 +1,14 @@
+/* Helpers shared by the command-line verbs (proxy/main.c and friends). */
+#ifndef PG_PROXY_CLI_H
+#define PG_PROXY_CLI_H
+
+#include <stdbool.h>
+
+/* Prints "payguard: MSG[: ARG] (see payguard help)" on stderr; returns 2. */
+int pg_cli_usage_error(const char *msg, const char *arg);
+bool pg_cli_is_help(const char *arg);
+
+/* `payguard policy ...`; returns the exit status. */
+int pg_cli_policy(int argc, char **argv);
+
+#endif
