@@ -173,6 +173,9 @@ struct conn {
     bool tls_closed;         /* close_notify already queued */
     bool tls_failed;         /* fatal TLS error: no close_notify */
     bool rejected;           /* this request already got an error answer */
+    bool parse_paused;       /* too much unsent output: parser stopped */
+    bool peer_eof;           /* client finished sending (FIN or close_notify) */
+    struct buf unparsed;     /* input received while parse_paused */
     /* request being parsed */
     struct buf head;         /* request target, then header names and values */
     size_t url_len;          /* target bytes at the start of head */
@@ -909,6 +912,8 @@ static bool header_safe(struct pg_slice v)
 /* Connection output: direct, or parked in the delay queue                  */
 
 static void conn_flush(struct conn *c);
+static void conn_write(struct conn *c);
+static void conn_resume_parse(struct conn *c);
 static void timer_cb(uv_timer_t *t);
 
 static void conn_free(struct conn *c)
@@ -926,6 +931,7 @@ static void conn_free(struct conn *c)
     buf_free(&c->body);
     buf_free(&c->out);
     buf_free(&c->inflight);
+    buf_free(&c->unparsed);
     free(c->hdrs);
     free(c);
 }
@@ -1123,22 +1129,37 @@ static void conn_finish(struct conn *c)
         conn_close(c);
 }
 
-/* After any progress: closes when done, applies read back-pressure. */
+/* After any progress: closes when done, and applies back-pressure. Output
+ * above the high-water mark stops reading and, between two pipelined
+ * requests, parsing; both resume once it drains below the low-water mark,
+ * so a connection never holds more than about MR_HIGH_WATER plus one answer. */
 static void conn_settle(struct conn *c)
 {
-    if (c->closing || c->shutting)
-        return;
-    if (c->want_close) {
-        conn_read(c, false);
-        if (!c->writing && c->out.len == 0 && !c->q_head)
-            conn_finish(c);
+    while (!c->closing && !c->shutting) {
+        size_t pending = c->out.len + c->inflight.len + c->q_bytes;
+        /* Half-close: answer everything asked (parsed or not yet), then go. */
+        if (c->peer_eof && !c->parse_paused)
+            c->want_close = true;
+        if (c->want_close) {
+            conn_read(c, false);
+            if (!c->writing && c->out.len == 0 && !c->q_head)
+                conn_finish(c);
+            return;
+        }
+        if (c->parse_paused) {
+            conn_read(c, false);
+            if (pending > MR_LOW_WATER)
+                return;
+            conn_resume_parse(c);
+            conn_write(c);
+            continue;
+        }
+        if (c->reading && pending > MR_HIGH_WATER)
+            conn_read(c, false);
+        else if (!c->reading && pending <= MR_LOW_WATER)
+            conn_read(c, true);
         return;
     }
-    size_t pending = c->out.len + c->inflight.len + c->q_bytes;
-    if (c->reading && pending > MR_HIGH_WATER)
-        conn_read(c, false);
-    else if (!c->reading && pending <= MR_LOW_WATER)
-        conn_read(c, true);
 }
 
 static void write_cb(uv_write_t *w, int status)
@@ -1155,14 +1176,10 @@ static void write_cb(uv_write_t *w, int status)
 
 /* Writes c->out: try_write first (no request, no callback), uv_write for the
  * rest. Only one write is in flight; out keeps collecting meanwhile. */
-static void conn_flush(struct conn *c)
+static void conn_write(struct conn *c)
 {
-    if (c->closing)
+    if (c->closing || c->writing || c->out.len == 0 || c->shutting)
         return;
-    if (c->writing || c->out.len == 0 || c->shutting) {
-        conn_settle(c);
-        return;
-    }
     size_t len = c->out.len > UINT_MAX ? UINT_MAX : c->out.len;
     uv_buf_t b = uv_buf_init(c->out.ptr, (unsigned)len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -1175,7 +1192,6 @@ static void conn_flush(struct conn *c)
     size_t done = (size_t)n;
     if (done == c->out.len) {
         buf_trim(&c->out, 256u * 1024u);
-        conn_settle(c);
         return;
     }
     struct buf t = c->inflight;
@@ -1197,8 +1213,12 @@ static void conn_flush(struct conn *c)
     if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
         c->writing = false;
         conn_close(c);
-        return;
     }
+}
+
+static void conn_flush(struct conn *c)
+{
+    conn_write(c);
     conn_settle(c);
 }
 
@@ -2942,6 +2962,10 @@ static int on_message_complete(llhttp_t *p)
     /* Pausing stops the parser at this message: nothing after it is read. */
     if (!keep || c->want_close || c->closing)
         return HPE_PAUSED;
+    if (c->out.len + c->inflight.len + c->q_bytes > MR_HIGH_WATER) {
+        c->parse_paused = true; /* the rest waits in c->unparsed */
+        return HPE_PAUSED;
+    }
     return 0;
 }
 
@@ -2949,9 +2973,21 @@ static void http_feed(struct conn *c, const char *p, size_t n)
 {
     if (c->want_close || c->closing)
         return;
+    if (c->parse_paused) {
+        if (buf_append(&c->unparsed, p, n))
+            conn_close(c);
+        return;
+    }
     llhttp_errno_t e = llhttp_execute(&c->parser, p, n);
     if (e == HPE_OK)
         return;
+    if (e == HPE_PAUSED && c->parse_paused && !c->want_close && !c->closing) {
+        const char *at = llhttp_get_error_pos(&c->parser);
+        size_t used = at && at >= p && at <= p + n ? (size_t)(at - p) : n;
+        if (buf_append(&c->unparsed, p + used, n - used))
+            conn_close(c);
+        return;
+    }
     if (e != HPE_PAUSED && e != HPE_PAUSED_UPGRADE && !c->rejected && !c->closing) {
         char msg[160];
         snprintf(msg, sizeof msg, "Malformed HTTP request: %s.",
@@ -2960,6 +2996,18 @@ static void http_feed(struct conn *c, const char *p, size_t n)
         reply_early(c, 400, NULL, msg);
     }
     c->want_close = true;
+}
+
+/* Output drained: parse what arrived while paused (it may pause again). */
+static void conn_resume_parse(struct conn *c)
+{
+    struct buf in = c->unparsed;
+    memset(&c->unparsed, 0, sizeof c->unparsed);
+    c->parse_paused = false;
+    llhttp_resume(&c->parser);
+    if (in.len)
+        http_feed(c, in.ptr, in.len);
+    buf_free(&in);
 }
 
 /* Ciphertext in: handshake, then decrypt records and parse the plaintext. */
@@ -2983,7 +3031,7 @@ static void tls_feed(struct conn *c, const char *p, size_t n)
             return;
         }
     }
-    while (!c->want_close && !c->closing) {
+    while (!c->want_close && !c->closing && !c->peer_eof) {
         ERR_clear_error();
         int rc = SSL_read(c->ssl, g.tls_plain, (int)sizeof g.tls_plain);
         if (rc > 0) {
@@ -2994,9 +3042,12 @@ static void tls_feed(struct conn *c, const char *p, size_t n)
         ERR_clear_error();
         if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
             break;
-        if (e != SSL_ERROR_ZERO_RETURN)
+        if (e == SSL_ERROR_ZERO_RETURN) {
+            c->peer_eof = true;
+        } else {
             c->tls_failed = true;
-        c->want_close = true;
+            c->want_close = true;
+        }
     }
     tls_drain(c);
 }
@@ -3021,8 +3072,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
             conn_close(c);
             return;
         }
-        /* Half-close: answer what was asked, then go. */
-        c->want_close = true;
+        c->peer_eof = true;
     }
     conn_flush(c);
 }
