@@ -6,14 +6,17 @@ import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 
-import { startStack, testWithLogs, headerValue, headerValues, stripeShapedError, sleep, waitFor } from './lib/harness.mjs';
+import { startStack, testWithLogs, headerValue, headerValues, stripeShapedError, sleep, waitFor, httpRail } from './lib/harness.mjs';
 import { request, keepAliveAgent, rawExchange, rawRequestBytes, responsesAtLeast, parseResponses } from './lib/http.mjs';
 
 let s;
 const test = testWithLogs(() => s?.pg);
 
 before(async () => {
-    s = await startStack('proxy');
+    s = await startStack('proxy', {
+        // Same rail, but requests its route table does not know pass through.
+        rails: async (mock) => ({ passthru: httpRail(mock.url, { unmatched: 'pass' }) }),
+    });
 });
 after(async () => {
     s?.pg.kill();
@@ -139,9 +142,41 @@ test('the request target (path and query string) reaches the rail byte for byte'
     assert.equal(r.path, target);
 });
 
-test('HEAD gets the head only, and the connection stays usable', async () => {
+test('a route the rail\'s table does not know is refused (unmatched: deny); the rail saw nothing', async () => {
+    const before = await s.mock.count();
+    const odd = await request(s.pg.port, {
+        method: 'POST', path: '/v1/not_a_stripe_thing', body: 'amount=1000&currency=usd',
+        headers: { ...s.auth, 'Content-Type': 'application/x-www-form-urlencoded', 'Idempotency-Key': `it-${randomUUID()}` },
+    });
+    stripeShapedError(assert, odd, 403, 'payguard_unknown_operation');
+    assert.equal(await s.mock.count(), before, 'the rail saw nothing');
+});
+
+test('payguard\'s own answers to HEAD carry no body, so a kept-alive connection stays in step', async () => {
+    const before = await s.mock.count();
+    for (const [what, headers] of [
+        ['401 (no token)', ['Host: x']],
+        ['403 (HEAD is no route of the Stripe table)', ['Host: x', `Authorization: Bearer ${s.token.token}`]],
+    ]) {
+        const bytes = Buffer.concat([
+            rawRequestBytes('HEAD /v1/balance HTTP/1.1', headers),
+            rawRequestBytes('GET /v1/balance HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`]),
+        ]);
+        const ex = await rawExchange(s.pg.port, bytes, { until: (b) => b.includes('"object":"balance"'), timeoutMs: 3000 });
+        const end = ex.text.indexOf('\r\n\r\n');
+        assert.ok(end > 0, ex.text);
+        assert.match(ex.text, /^HTTP\/1\.1 40[13] /, what);
+        const after = ex.text.slice(end + 4);
+        assert.ok(after === '' || after.startsWith('HTTP/1.1 '),
+                  `${what}: bytes after the HEAD answer's head that are no next answer: ${JSON.stringify(after.slice(0, 80))}`);
+    }
+    assert.equal(await s.mock.count(), before + 2, 'only the two GETs reached the rail');
+});
+
+test('HEAD (on a rail that passes unknown routes) gets the head only, and the connection stays usable', async () => {
     const bytes = Buffer.concat([
-        rawRequestBytes('HEAD /v1/balance HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`]),
+        rawRequestBytes('HEAD /v1/balance HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`,
+                                                      'Payguard-Rail: passthru']),
         rawRequestBytes('GET /v1/balance HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`]),
     ]);
     const ex = await rawExchange(s.pg.port, bytes, { until: (b) => b.includes('"object":"balance"') });

@@ -73,7 +73,7 @@ before(async () => {
                    'Transfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}');
     });
     fakes.big = await fakeRail((sock, head) => {
-        if (/^GET \/v1\/chunked/.test(head)) {
+        if (/^GET \/v1\/customers/.test(head)) {
             sock.write('HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n');
             for (let off = 0; off < BIG.length; off += 65536) {
                 const part = BIG.subarray(off, off + 65536);
@@ -210,7 +210,7 @@ function slowRead(path) {
 }
 
 test('a 16 MiB answer to a slow reader arrives complete and in order (Content-Length)', async () => {
-    const r = await slowRead('/v1/files/big');
+    const r = await slowRead('/v1/balance');
     assert.equal(r.status, 200);
     assert.equal(r.headers['content-length'], String(BIG.length));
     assert.equal(r.n, BIG.length);
@@ -218,7 +218,7 @@ test('a 16 MiB answer to a slow reader arrives complete and in order (Content-Le
 });
 
 test('a 16 MiB chunked answer to a slow reader arrives complete and in order', async () => {
-    const r = await slowRead('/v1/chunked/big');
+    const r = await slowRead('/v1/customers');
     assert.equal(r.status, 200);
     assert.equal(r.headers['transfer-encoding'], 'chunked');
     assert.equal(r.n, BIG.length);
@@ -247,7 +247,7 @@ test('an agent that hangs up while its request is at the rail leaves payguard he
     const half = net.connect(s.pg.port, '127.0.0.1');
     half.on('error', () => {});
     await new Promise((r) => half.on('connect', r));
-    half.write(rawRequestBytes('GET /v1/files/big HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`, 'Payguard-Rail: big']));
+    half.write(rawRequestBytes('GET /v1/balance HTTP/1.1', ['Host: x', `Authorization: Bearer ${s.token.token}`, 'Payguard-Rail: big']));
     await new Promise((r) => half.once('data', r));
     half.destroy();
     assert.equal((await request(s.pg.port, { path: '/v1/balance', headers: s.auth })).status, 200);

@@ -231,7 +231,9 @@ export function toYaml(v, indent = '') {
     let out = '';
     for (const [k, val] of Object.entries(v)) {
         if (val === undefined) continue;
-        if (isMap(val)) {
+        if (isMap(val) && Object.keys(val).length === 0) {
+            out += `${indent}${k}: {}\n`;
+        } else if (isMap(val)) {
             out += `${indent}${k}:\n${toYaml(val, indent + '  ')}`;
         } else if (Array.isArray(val) && val.some(isMap)) {
             out += `${indent}${k}:\n`;
@@ -266,15 +268,22 @@ export function httpRail(url, extra = {}) {
              timeout_ms: 5000, connect_timeout_ms: 2000, ...extra };
 }
 
-/* The config object payguard reads; `rails` and `agents` as in payguard.yaml. */
-export function configObject(dir, { limits = {}, rails, agents, orgs }) {
+/* A policy that allows every operation kind with no limits: these tests are
+ * about the proxy; the policy's own rules have their own tests. */
+export const OPEN_POLICY = 'open';
+
+/* The config object payguard reads; `rails` and `agents` as in payguard.yaml.
+ * Agents without a `policy` get the open one (without any, payguard lets an
+ * agent read only). `policies` adds named policies. */
+export function configObject(dir, { limits = {}, rails, agents, orgs, policies = {} }) {
     return {
         listen: { agents: '127.0.0.1:0', admin: '127.0.0.1:0' },
         data_dir: path.join(dir, 'data'),
         limits: { ...DEFAULT_LIMITS, ...limits },
         rails,
         orgs: orgs ?? { acme: { timezone: 'UTC' } },
-        agents,
+        agents: agents.map((a) => ('policy' in a ? a : { ...a, policy: OPEN_POLICY })),
+        policies: { [OPEN_POLICY]: {}, ...policies },
     };
 }
 
@@ -422,7 +431,7 @@ export { existsSync };
  * "acme"). `rails(mock)` may add rails; `agents` adds agents; `limits`
  * overrides limits. Returns everything plus close(), which stops both
  * processes and reports payguard's exit. */
-export async function startStack(name, { limits, rails, agents = [], tls, env = {}, ulimitN } = {}) {
+export async function startStack(name, { limits, rails, agents = [], policies, tls, env = {}, ulimitN } = {}) {
     const dir = await makeTmp(name);
     const token = await newToken('shopper');
     const mock = await startMockrail(tls ? { tls } : {});
@@ -433,6 +442,7 @@ export async function startStack(name, { limits, rails, agents = [], tls, env = 
     const extra = rails ? await rails(mock, dir) : {};
     const cfg = configObject(dir, {
         limits,
+        policies,
         rails: { stripe: baseRail, ...extra },
         agents: [{ id: 'shopper', org: 'acme', token: token.hash, rails: ['stripe', ...Object.keys(extra)] }, ...agents],
     });
