@@ -75,8 +75,8 @@ cp "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$TMP/bin/"
 LOADGEN=$TMP/bin/loadgen PAYGUARD=$TMP/bin/payguard MOCKRAIL=$TMP/bin/mockrail
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # How busy the machine is before we start: a neighbour's load skews everything.
-IDLE_BUSY_PCT=$(b0=$(awk '/^cpu / {print $2 + $3 + $4}' /proc/stat); sleep 1
-    b1=$(awk '/^cpu / {print $2 + $3 + $4}' /proc/stat)
+IDLE_BUSY_PCT=$(b0=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat); sleep 1
+    b1=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
     awk -v d=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN { x = d * 100 / (hz * n); printf "%.0f", x > 100 ? 100 : x }')
 [ "$IDLE_BUSY_PCT" -lt 20 ] || say "warning: the machine is already ${IDLE_BUSY_PCT}% busy before the benchmark; figures will be noisy"
 # Alive and not a zombie (an exited child stays visible to kill -0 until reaped).
@@ -412,8 +412,25 @@ ticks() { # pids... -> utime + stime, summed
     done
     echo "$t"
 }
-children_ticks() { sed 's/^.*) //' /proc/$$/stat | awk '{print $14 + $15}'; } # reaped children (loadgen)
-busy_ticks() { awk '/^cpu / {print $2 + $3 + $4}' /proc/stat; }
+# CPU time of every live process outside this benchmark ("pid start ticks" lines). Ours
+# are $$ and its descendants. Processes that start and end between two snapshots are
+# missed (and reaped children are not counted: their whole life would land at once), so
+# the share computed from two snapshots is a lower bound.
+others_snapshot() {
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v me=$$ '
+        { pid = $1; rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
+          ppid[pid] = f[2]; start[pid] = f[20]; t[pid] = f[12] + f[13] }
+        END { for (p in t) { q = p; ours = 0
+                  for (d = 0; d < 64 && q > 1; d++) { if (q == me) { ours = 1; break }; q = ppid[q] }
+                  if (!ours) print p, start[p], t[p] } }'
+}
+# Share of all CPUs those processes used between two snapshots taken $3 seconds apart.
+others_pct() {
+    awk -v hz="$CLK_TCK" -v n="$(nproc)" -v secs="$3" '
+        FNR == NR { before[$1 " " $2] = $3; next }
+        { k = $1 " " $2; used += (k in before) ? $3 - before[k] : $3 }
+        END { x = used * 100 / (hz * n * (secs > 0 ? secs : 1)); printf "%.0f", x < 0 ? 0 : x }' "$1" "$2"
+}
 mock_requests() {
     local n
     exec 5<>"/dev/tcp/127.0.0.1/$MOCK_PORT" || { echo 0; return; }
@@ -428,7 +445,6 @@ PROCS[direct]=$MOCK_PID
 PROCS[payguard]=$PG_PID
 PROCS[nginx1]=$(nginx_workers "$NGINX_w1_PID")
 [ -n "${NGINX_auto_PID:-}" ] && PROCS[nginx_auto]=$(nginx_workers "$NGINX_auto_PID")
-ALL_SERVER_PIDS="$MOCK_PID $PG_PID $NGINX_w1_PID ${PROCS[nginx1]} ${NGINX_auto_PID:-} ${PROCS[nginx_auto]:-}"
 per_req() { awk -v d="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n; else print "" }'; }
 
 # measure TARGET CONNS WARM MEASURE -> sets R (JSON), SCPU, RCPU (µs per request)
@@ -450,8 +466,7 @@ for t in "${TARGETS[@]}"; do
     RPS[$t]=""; P50[$t]=""; P90[$t]=""; P99[$t]=""; P999[$t]=""; C1P50[$t]=""; C1P99[$t]=""
     CPU[$t]=""; RAILCPU[$t]=""; LGCPU[$t]=""
 done
-# shellcheck disable=SC2086
-BUSY0=$(busy_ticks); OURS0=$(( $(ticks $ALL_SERVER_PIDS) + $(children_ticks) )); RUNS_TS=$(date +%s.%N)
+others_snapshot >"$TMP/others.0"; RUNS_TS=$(date +%s.%N)
 for round in $(seq "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do
         measure "$t" "$CONNS" "$WARM" "$MEASURE"
@@ -473,11 +488,9 @@ for round in $(seq "$C1_ROUNDS"); do
         say "c=1 round $round/$C1_ROUNDS $t: p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us"
     done
 done
-# shellcheck disable=SC2086
-BUSY1=$(busy_ticks); OURS1=$(( $(ticks $ALL_SERVER_PIDS) + $(children_ticks) ))
+others_snapshot >"$TMP/others.1"
 # Share of the machine's CPU time used by processes outside this benchmark.
-OTHER_PCT=$(awk -v b=$((BUSY1 - BUSY0)) -v o=$((OURS1 - OURS0)) -v s="$(awk -v a="$RUNS_TS" -v b="$(date +%s.%N)" 'BEGIN{print b - a}')" \
-    -v hz="$CLK_TCK" -v n="$(nproc)" 'BEGIN { x = (b - o) / (hz * n * (s > 0 ? s : 1)) * 100; if (x < 0) x = 0; printf "%.0f", x }')
+OTHER_PCT=$(others_pct "$TMP/others.0" "$TMP/others.1" "$(awk -v a="$RUNS_TS" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")
 
 alive "$PG_PID" || die "payguard died during the run: $(tail -5 "$TMP/payguard.err")"
 PG_RSS_END=$(kb VmRSS "$PG_PID")
@@ -507,24 +520,36 @@ done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 diffus() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f", a - b }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
+# Median over rounds of (a / b) taken round by round: adjacent runs see the same
+# neighbours, so this resists drift better than a ratio of medians.
+round_ratio() {
+    local -a a b r=()
+    read -ra a <<<"$1"; read -ra b <<<"$2"
+    for i in "${!a[@]}"; do r+=("$(ratio "${a[$i]}" "${b[$i]:-0}")"); done
+    median "${r[@]}"
+}
+spread() { printf '%s\n' $1 | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f–%.0f", lo, hi }'; }
 perconn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f KiB", (a - b) / n }'; }
 
 TABLE=$(
-    echo "| target | req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/req | loadgen CPU |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| target | req/s | req/s, all rounds | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/req | loadgen CPU |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for t in "${TARGETS[@]}"; do
-        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s%% |\n' "${LABEL[$t]}" "${M_RPS[$t]}" "${M_P50[$t]}" \
-            "${M_P90[$t]}" "${M_P99[$t]}" "${M_P999[$t]}" "${M_CPU[$t]}" "${M_LGCPU[$t]}"
+        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s%% |\n' "${LABEL[$t]}" "${M_RPS[$t]}" \
+            "$(spread "${RPS[$t]}")" "${M_P50[$t]}" "${M_P90[$t]}" "${M_P99[$t]}" "${M_P999[$t]}" \
+            "${M_CPU[$t]}" "${M_LGCPU[$t]}"
     done
 )
+ratio_row() { # label target-b
+    local b=$2
+    echo "| $1 | $(ratio "${M_RPS[payguard]}" "${M_RPS[$b]}") | $(round_ratio "${RPS[payguard]}" "${RPS[$b]}") | $(ratio "${M_P50[payguard]}" "${M_P50[$b]}") | $(ratio "${M_P99[payguard]}" "${M_P99[$b]}") | $( [ "$b" = direct ] && echo — || round_ratio "${CPU[payguard]}" "${CPU[$b]}") |"
+}
 RATIOS=$(
-    echo "| ratio | req/s | p50 | p99 | CPU per request |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
-    echo "| payguard / nginx (1 worker) | $(ratio "${M_RPS[payguard]}" "${M_RPS[nginx1]}") | $(ratio "${M_P50[payguard]}" "${M_P50[nginx1]}") | $(ratio "${M_P99[payguard]}" "${M_P99[nginx1]}") | $(ratio "${M_CPU[payguard]}" "${M_CPU[nginx1]}") |"
-    if [ -n "${M_RPS[nginx_auto]:-}" ]; then
-        echo "| payguard / nginx (auto) | $(ratio "${M_RPS[payguard]}" "${M_RPS[nginx_auto]}") | $(ratio "${M_P50[payguard]}" "${M_P50[nginx_auto]}") | $(ratio "${M_P99[payguard]}" "${M_P99[nginx_auto]}") | $(ratio "${M_CPU[payguard]}" "${M_CPU[nginx_auto]}") |"
-    fi
-    echo "| payguard / direct | $(ratio "${M_RPS[payguard]}" "${M_RPS[direct]}") | $(ratio "${M_P50[payguard]}" "${M_P50[direct]}") | $(ratio "${M_P99[payguard]}" "${M_P99[direct]}") | — |"
+    echo "| ratio | req/s (of medians) | req/s (median of per-round) | p50 | p99 | CPU per request (median of per-round) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    ratio_row "payguard / nginx (1 worker)" nginx1
+    [ -z "${M_RPS[nginx_auto]:-}" ] || ratio_row "payguard / nginx (auto)" nginx_auto
+    ratio_row "payguard / direct" direct
 )
 C1TABLE=$(
     echo "| target | p50 µs | p99 µs | added p50 vs direct |"
@@ -541,7 +566,7 @@ MEMTABLE=$(
     echo "| nginx worker (1 worker) | $(mib "$NGX_RSS_START") | $(mib "$NGX_RSS_IDLE") | $(mib "$NGX_HWM_IDLE") | $(perconn "$NGX_RSS_IDLE" "$NGX_RSS_START" "$IDLE_CONNS") |"
 )
 
-CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (working tree had uncommitted changes)" || true)
 if [ "$mode" = quick ]; then REPORT=$OUT/RESULTS.quick.md; else REPORT=bench/RESULTS.md; fi
@@ -553,7 +578,7 @@ $( [ "$mode" = quick ] && echo "**Quick run** (\`make bench-quick\`: one short r
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - Commit: \`$COMMIT\`$DIRTY
-- Machine: $(nproc) CPUs, $CPU, Linux $(uname -r); load average before the run: $LOADAVG_START, CPU busy before the run: ${IDLE_BUSY_PCT}%
+- Machine: $(nproc) CPUs, $CPU_MODEL, Linux $(uname -r); load average before the run: $LOADAVG_START, CPU busy before the run: ${IDLE_BUSY_PCT}%
 - nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 - Load: \`bench/loadgen\`, \`GET $PATH_REQ\`, closed loop (each connection sends its next
   request when the previous answer is complete), latency from write to full response.
@@ -563,8 +588,8 @@ $( [ "$mode" = quick ] && echo "**Quick run** (\`make bench-quick\`: one short r
 - Everything runs on 127.0.0.1 on the same $(nproc) CPUs: the load generator (one thread), the
   mock rail (one thread) and the proxy under test share them, so absolute figures are
   bounded by this box; compare the rows with each other, not with other machines.
-- Other processes on the machine (outside this benchmark) used ${OTHER_PCT}% of its CPU time
-  during the runs; a busy neighbour moves req/s and tails far more than it moves
+- Other processes on the machine (outside this benchmark) used at least ${OTHER_PCT}% of its
+  CPU time during the runs; a busy neighbour moves req/s and tails far more than it moves
   "server CPU µs/req" (the process under test's user + system time from /proc, divided by
   the requests the mock rail served in the same window: the proxy's own cost per request;
   for "direct" it is the mock rail's).
@@ -620,4 +645,4 @@ echo
 echo "== memory"
 echo "$MEMTABLE"
 echo
-say "wrote $REPORT and $CSV (${ELAPSED} s of measurements; other processes used ${OTHER_PCT}% of the CPU meanwhile)"
+say "wrote $REPORT and $CSV (${ELAPSED} s of measurements; other processes used at least ${OTHER_PCT}% of the CPU meanwhile)"
