@@ -35,8 +35,8 @@
 #define MR_PARAMS_MAX 4096u               /* form fields per request */
 #define MR_READ_BUF (64u * 1024u)         /* one socket read */
 #define MR_TLS_PLAIN (16u * 1024u)        /* one TLS record of plaintext */
-#define MR_HIGH_WATER (4u * 1024u * 1024u) /* unsent bytes before reads stop */
-#define MR_LOW_WATER (1u * 1024u * 1024u) /* ... and resume */
+#define MR_HIGH_WATER (4u * 1024u * 1024u) /* unsent bytes: stop reading and parsing */
+#define MR_LOW_WATER (1u * 1024u * 1024u) /* ... until they drain below this */
 #define MR_LINGER_MS 2000u                /* drain the peer before closing */
 #define MR_LOG_MAX 100000u                /* recorded requests kept */
 #define MR_LOG_MAX_BYTES (256u * 1024u * 1024u)
@@ -172,7 +172,7 @@ struct conn {
     bool lingering;          /* write side shut, discarding reads */
     bool tls_closed;         /* close_notify already queued */
     bool tls_failed;         /* fatal TLS error: no close_notify */
-    bool rejected;           /* this request already got an error answer */
+    bool rejected;           /* an error answer already ends this connection */
     bool parse_paused;       /* too much unsent output: parser stopped */
     bool peer_eof;           /* client finished sending (FIN or close_notify) */
     struct buf unparsed;     /* input received while parse_paused */
@@ -831,12 +831,14 @@ struct req {
     bool www_auth;             /* WWW-Authenticate on 401 */
 };
 
+/* Stripe's doc pages spell codes with dashes: card_declined -> card-declined. */
 static void error_doc_url(char *out, size_t cap, const char *code)
 {
-    int n = snprintf(out, cap, "https://stripe.com/docs/error-codes/%s", code);
-    if (n < 0)
+    static const char base[] = "https://stripe.com/docs/error-codes/";
+    int n = snprintf(out, cap, "%s%s", base, code);
+    if (n < 0 || cap < sizeof base)
         return;
-    for (char *p = out + 36; *p; p++)
+    for (char *p = out + sizeof base - 1; *p; p++)
         if (*p == '_')
             *p = '-';
 }
@@ -1696,9 +1698,16 @@ static int param_enum_or_reply(struct req *r, const char *key, const char *const
             return 0;
         }
     }
-    fail(r, 400, "invalid_request_error", NULL, key, "Invalid %s: must be one of %s%s%s%s%s",
-         key, allowed[0], allowed[1] ? ", " : "", allowed[1] ? allowed[1] : "",
-         allowed[1] && allowed[2] ? ", ..." : "", "");
+    char list[200];
+    size_t o = 0;
+    list[0] = '\0';
+    for (size_t i = 0; allowed[i]; i++) {
+        int n = snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", allowed[i]);
+        if (n < 0 || (size_t)n >= sizeof list - o)
+            break;
+        o += (size_t)n;
+    }
+    fail(r, 400, "invalid_request_error", NULL, key, "Invalid %s: must be one of %s", key, list);
     return -1;
 }
 
@@ -3138,6 +3147,7 @@ static SSL_CTX *tls_ctx_new(const char *cert, const char *key, char *err, size_t
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     const char *what = "cannot create TLS context";
+    char reason[200];
     if (!ctx)
         goto fail;
     (void)SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -3156,12 +3166,10 @@ static SSL_CTX *tls_ctx_new(const char *cert, const char *key, char *err, size_t
 
 fail_ctx:
     SSL_CTX_free(ctx);
-fail: {
-    char reason[200];
+fail:
     ERR_error_string_n(ERR_get_error(), reason, sizeof reason);
     snprintf(err, errlen, "%s (%s)", what, reason);
     ERR_clear_error();
-}
     return NULL;
 }
 
