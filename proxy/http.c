@@ -264,6 +264,7 @@ void pg_reqparser_next(struct pg_reqparser *p)
     p->head_bytes = p->line_len = p->lines = 0;
     p->saw_cr = p->headers_done = p->past_headers = p->started = p->complete = false;
     p->expect_continue = false;
+    pg_msg_reset(&p->msg); /* nothing of the last request may be taken for the next */
     if (llhttp_get_errno(&p->llhttp) == HPE_PAUSED)
         llhttp_resume(&p->llhttp);
 }

@@ -97,14 +97,14 @@ void log_request(struct conn *c)
 {
     struct line l = { .len = 0 };
     struct pg_slice target = pg_msg_target(&c->parser.msg);
-    const char *q = memchr(target.ptr, '?', target.len);
+    const char *q = target.len ? memchr(target.ptr, '?', target.len) : NULL;
     size_t plen = q ? (size_t)(q - target.ptr) : target.len;
     uint64_t end = now_us();
 
     put_time(&l);
     if (c->agent)
         put_kv_str(&l, "agent", c->agent->id, strlen(c->agent->id));
-    if (c->parser.headers_done) {
+    if (target.len) { /* llhttp parsed this request's method and target */
         const char *m = pg_reqparser_method(&c->parser);
         put_kv_str(&l, "method", m, strlen(m));
         put_kv_str(&l, "path", target.ptr, plen);

@@ -128,6 +128,7 @@ struct server {
     struct pg_auth_limiter *limiter;
     struct link conns;
     uint32_t nconns;               /* agent connections open */
+    uint32_t auth_inflight;        /* bcrypt checks queued in the thread pool */
     bool draining;
     int exit_code;
     FILE *log;

@@ -306,6 +306,20 @@ void conn_request_done(struct conn *c)
     }
 }
 
+/* A HEAD answer is a head only (its Content-Length says what a GET would
+ * get): a body would be read as the start of the next answer. */
+static void drop_body_if_head(struct conn *c, size_t from)
+{
+    if (!c->parser.past_headers || c->parser.llhttp.method != HTTP_HEAD)
+        return;
+    for (size_t i = from; i + 4 <= c->out.len; i++) {
+        if (memcmp(c->out.p + i, "\r\n\r\n", 4) == 0) {
+            c->out.len = i + 4;
+            return;
+        }
+    }
+}
+
 void conn_send_error(struct conn *c, int status, const char *type, const char *code,
                      const char *message, uint32_t retry_after_s)
 {
@@ -323,10 +337,12 @@ void conn_send_error(struct conn *c, int status, const char *type, const char *c
         conn_close(c);
         return;
     }
+    size_t from = c->out.len;
     if (pg_http_write_error(&c->out, status, type, code, message, close, retry_after_s) != 0) {
         conn_close(c);
         return;
     }
+    drop_body_if_head(c, from);
     c->bytes_out += c->out.len;
     c->sent_head = true;
     conn_request_done(c);
@@ -346,12 +362,14 @@ static void send_verdict(struct conn *c)
         c->close_after_write = true;
     c->status = d->status;
     c->error = d->reason;
+    size_t from = c->out.len;
     if (pg_http_write_verdict(&c->out, c->rail->preset, d->status, pg_verdict_name(d->verdict),
                               type, code, d->message, d->param,
                               hold ? vc->approval_id : NULL, close) != 0) {
         conn_close(c);
         return;
     }
+    drop_body_if_head(c, from);
     c->bytes_out += c->out.len;
     c->sent_head = true;
     conn_request_done(c);
@@ -502,6 +520,8 @@ static void auth_after_cb(uv_work_t *req, int status)
     struct conn *c = w->conn;
     OPENSSL_cleanse(w->token, sizeof(w->token));
     c->auth_pending = false;
+    c->srv->auth_inflight--;
+    runtime_release(w->rt); /* c->rt (when c is open) still holds w->found's config */
     if (c->state != CONN_AUTH) {
         /* The connection was closed under us (shutdown); nothing to answer. */
         free(w);
@@ -572,12 +592,16 @@ static void authenticate(struct conn *c)
     }
     w->conn = c;
     w->rt = c->rt;
+    runtime_retain(w->rt); /* the worker reads it even if the connection goes */
     memcpy(w->digest, digest, sizeof(digest));
     memcpy(w->token, tok.ptr, tok.len);
     w->token_len = tok.len;
     c->state = CONN_AUTH;
     c->auth_pending = true;
+    srv->auth_inflight++;
     if (uv_queue_work(srv->loop, &w->req, auth_work_cb, auth_after_cb) != 0) {
+        srv->auth_inflight--;
+        runtime_release(w->rt);
         c->state = CONN_READING;
         c->auth_pending = false;
         free(w);
@@ -675,8 +699,8 @@ static void restart_read(struct conn *c)
 static const char overload_503[] =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
     "Connection: close\r\nPayguard-Decision: deny\r\nPayguard-Reason: unavailable\r\n"
-    "Stripe-Should-Retry: true\r\nContent-Length: 143\r\n\r\n"
-    "{\"error\":{\"type\":\"api_error\",\"code\":\"payguard_unavailable\",\"message\":\"payguard is at its connection limit; retry shortly with backoff.\"}}  ";
+    "Stripe-Should-Retry: true\r\nContent-Length: 137\r\n\r\n"
+    "{\"error\":{\"type\":\"api_error\",\"code\":\"payguard_unavailable\",\"message\":\"payguard is at its connection limit; retry shortly with backoff.\"}}";
 
 static void accept_conn(uv_stream_t *listener, bool admin)
 {
@@ -706,7 +730,7 @@ static void accept_conn(uv_stream_t *listener, bool admin)
     if (!admin && srv->nconns > srv->rt->cfg->limits.max_connections) {
         c->close_after_write = true;
         c->parser.keep_alive = false;
-        conn_write(c, overload_503, sizeof(overload_503) - 3);
+        conn_write(c, overload_503, sizeof(overload_503) - 1);
         conn_flush(c);
         return;
     }
@@ -906,6 +930,10 @@ int pg_proxy_run(const char *config_path)
     }
     uv_run(srv.loop, UV_RUN_DEFAULT);
     code = 0;
+    /* bcrypt checks of connections already gone still run in the thread
+     * pool and hold the runtime: let them finish before tearing down. */
+    while (srv.auth_inflight > 0)
+        uv_run(srv.loop, UV_RUN_ONCE);
     log_event(srv.log, "info", "stopped", NULL, NULL, NULL, NULL);
 fail_runtime:
     /* Pools close their idle rail connections through their own path first;
