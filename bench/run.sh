@@ -36,10 +36,12 @@ IDLE_CONNS=1000
 
 if [ "$mode" = quick ]; then
     ROUNDS=1; WARM=1; MEASURE=2; C1_WARM=0.5; C1_MEASURE=1.5; C1_ROUNDS=1; IDLE_HOLD=1
+    PIN_ROUNDS=1; PIN_WARM=0.5; PIN_MEASURE=1.5
 elif [ "$mode" = profile ]; then
-    ROUNDS=0; WARM=2; MEASURE=10; C1_ROUNDS=0; IDLE_HOLD=0
+    ROUNDS=0; WARM=2; MEASURE=10; C1_ROUNDS=0; IDLE_HOLD=0; PIN_ROUNDS=0
 else
     ROUNDS=5; WARM=2; MEASURE=5; C1_WARM=1; C1_MEASURE=3; C1_ROUNDS=3; IDLE_HOLD=3
+    PIN_ROUNDS=3; PIN_WARM=1; PIN_MEASURE=4
 fi
 
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -77,7 +79,7 @@ LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # How busy the machine is before we start: a neighbour's load skews everything.
 IDLE_BUSY_PCT=$(b0=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat); sleep 1
     b1=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat)
-    awk -v d=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN { x = d * 100 / (hz * n); printf "%.0f", x > 100 ? 100 : x }')
+    awk -v d=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" -v n="$(nproc)" 'BEGIN { x = d * 100 / (hz * n); printf "%.0f", (x > 100 ? 100 : x) }')
 [ "$IDLE_BUSY_PCT" -lt 20 ] || say "warning: the machine is already ${IDLE_BUSY_PCT}% busy before the benchmark; figures will be noisy"
 # Alive and not a zombie (an exited child stays visible to kill -0 until reaped).
 alive() { [ -r "/proc/$1/stat" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
@@ -269,9 +271,10 @@ else
 fi
 
 # loadgen TARGET CONNS WARM MEASURE -> JSON line; fails loudly.
+LG_WRAP=() # e.g. (taskset -c 0) while CPUs are pinned
 loadgen() {
     local t=$1 out
-    if ! out=$("$LOADGEN" -q -c "$2" -w "$3" -d "$4" -p "$PATH_REQ" \
+    if ! out=$("${LG_WRAP[@]+"${LG_WRAP[@]}"}" "$LOADGEN" -q -c "$2" -w "$3" -d "$4" -p "$PATH_REQ" \
                -H "Authorization: ${AUTH[$t]}" "${ADDR[$t]}" 2>"$TMP/loadgen.err"); then
         die "loadgen against $t (${ADDR[$t]}) failed: $(cat "$TMP/loadgen.err")"
     fi
@@ -429,7 +432,7 @@ others_pct() {
     awk -v hz="$CLK_TCK" -v n="$(nproc)" -v secs="$3" '
         FNR == NR { before[$1 " " $2] = $3; next }
         { k = $1 " " $2; used += (k in before) ? $3 - before[k] : $3 }
-        END { x = used * 100 / (hz * n * (secs > 0 ? secs : 1)); printf "%.0f", x < 0 ? 0 : x }' "$1" "$2"
+        END { x = used * 100 / (hz * n * (secs > 0 ? secs : 1)); printf "%.0f", (x < 0 ? 0 : x) }' "$1" "$2"
 }
 mock_requests() {
     local n
@@ -478,6 +481,34 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
+# --- pinned: each proxy alone on CPU 1, loadgen and the mock rail on CPU 0 -------------
+# Unpinned, three busy processes on $(nproc) CPUs meet the scheduler's placement and
+# wake-up costs, which move from run to run; pinned, the proxy's own core saturates and
+# req/s measures its capacity.
+declare -A PRPS PP50 PP99 PCPU
+PIN_TARGETS=()
+if [ "$PIN_ROUNDS" -gt 0 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+    PIN_TARGETS=(nginx1 payguard)
+    ALL_CPUS=0-$(( $(nproc) - 1 ))
+    pin() { local c=$1 p; shift; for p in "$@"; do taskset -a -pc "$c" "$p" >/dev/null 2>&1 || true; done; }
+    # shellcheck disable=SC2086
+    { pin 0 "$MOCK_PID"; pin 1 "$PG_PID" ${PROCS[nginx1]}; }
+    LG_WRAP=(taskset -c 0)
+    for t in "${PIN_TARGETS[@]}"; do PRPS[$t]=""; PP50[$t]=""; PP99[$t]=""; PCPU[$t]=""; done
+    for round in $(seq "$PIN_ROUNDS"); do
+        for t in "${PIN_TARGETS[@]}"; do
+            measure "$t" "$CONNS" "$PIN_WARM" "$PIN_MEASURE"
+            csv_row "c${CONNS}_pinned" "$round" "$t" "$R" "$SCPU" "$RCPU"
+            PRPS[$t]+=" $(jnum "$R" rps)"; PP50[$t]+=" $(jnum "$R" p50_us)"; PP99[$t]+=" $(jnum "$R" p99_us)"
+            PCPU[$t]+=" $SCPU"
+            say "pinned round $round/$PIN_ROUNDS $t: $(jnum "$R" rps) req/s, p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us, server CPU $SCPU us/req"
+        done
+    done
+    LG_WRAP=()
+    # shellcheck disable=SC2086
+    pin "$ALL_CPUS" "$MOCK_PID" "$PG_PID" ${PROCS[nginx1]}
+fi
+
 # --- latency: one connection, the cost a single agent sees -----------------------------
 C1_TARGETS=(direct nginx1 payguard)
 for round in $(seq "$C1_ROUNDS"); do
@@ -504,6 +535,13 @@ for t in "${TARGETS[@]}"; do
       M_P99[$t]=$(median ${P99[$t]}); M_P999[$t]=$(median ${P999[$t]}); M_CPU[$t]=$(median ${CPU[$t]})
       M_RAILCPU[$t]=$(median ${RAILCPU[$t]}); M_LGCPU[$t]=$(median ${LGCPU[$t]}); }
     echo "$mode,c$CONNS,median,$t,$CONNS,,${M_RPS[$t]},${M_P50[$t]},${M_P90[$t]},${M_P99[$t]},${M_P999[$t]},,,,,${M_CPU[$t]},${M_RAILCPU[$t]},${M_LGCPU[$t]}," >>"$CSV"
+done
+declare -A M_PRPS M_PP50 M_PP99 M_PCPU
+for t in "${PIN_TARGETS[@]+"${PIN_TARGETS[@]}"}"; do
+    # shellcheck disable=SC2086
+    { M_PRPS[$t]=$(median ${PRPS[$t]}); M_PP50[$t]=$(median ${PP50[$t]}); M_PP99[$t]=$(median ${PP99[$t]})
+      M_PCPU[$t]=$(median ${PCPU[$t]}); }
+    echo "$mode,c${CONNS}_pinned,median,$t,$CONNS,,${M_PRPS[$t]},${M_PP50[$t]},,${M_PP99[$t]},,,,,,${M_PCPU[$t]},,," >>"$CSV"
 done
 for t in "${C1_TARGETS[@]}"; do
     # shellcheck disable=SC2086
@@ -550,6 +588,20 @@ RATIOS=$(
     ratio_row "payguard / nginx (1 worker)" nginx1
     [ -z "${M_RPS[nginx_auto]:-}" ] || ratio_row "payguard / nginx (auto)" nginx_auto
     ratio_row "payguard / direct" direct
+)
+PINTABLE=$(
+    if [ "${#PIN_TARGETS[@]}" -gt 0 ]; then
+        echo "| target | req/s | req/s, all rounds | p50 µs | p99 µs | server CPU µs/req |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+        for t in "${PIN_TARGETS[@]}"; do
+            printf '| %s | %.0f | %s | %s | %s | %s |\n' "${LABEL[$t]}" "${M_PRPS[$t]}" "$(spread "${PRPS[$t]}")" \
+                "${M_PP50[$t]}" "${M_PP99[$t]}" "${M_PCPU[$t]}"
+        done
+        echo
+        echo "payguard / nginx (1 worker), pinned: req/s $(ratio "${M_PRPS[payguard]}" "${M_PRPS[nginx1]}") (median of per-round $(round_ratio "${PRPS[payguard]}" "${PRPS[nginx1]}")), CPU per request $(ratio "${M_PCPU[payguard]}" "${M_PCPU[nginx1]}")."
+    else
+        echo "(skipped: needs 2 CPUs and taskset)"
+    fi
 )
 C1TABLE=$(
     echo "| target | p50 µs | p99 µs | added p50 vs direct |"
@@ -609,6 +661,15 @@ $TABLE
 
 $RATIOS
 
+## Proxy capacity, pinned: proxy alone on CPU 1, loadgen and mock rail on CPU 0
+
+$PINTABLE
+
+Same $CONNS connections and request; $PIN_ROUNDS round(s) of ${PIN_WARM:-0} s + ${PIN_MEASURE:-0} s, after the rounds
+above. With its own core the proxy saturates it, so req/s here is its capacity and the
+ratio tracks the CPU cost per request. (nginx near the top may also be limited by CPU 0,
+where loadgen and the mock rail run.)
+
 ## Latency with one connection
 
 $C1TABLE
@@ -638,6 +699,9 @@ echo "== GET $PATH_REQ, $CONNS connections (median of $ROUNDS)"
 echo "$TABLE"
 echo
 echo "$RATIOS"
+echo
+echo "== pinned: proxy alone on CPU 1"
+echo "$PINTABLE"
 echo
 echo "== one connection"
 echo "$C1TABLE"
