@@ -161,5 +161,7 @@ PG_WUR int pg_policy_explain(const struct pg_policy *p, const struct pg_agent *a
 
 /* Velocity period in seconds (0 when the policy sets none). */
 uint32_t pg_policy_velocity_period(const struct pg_policy *p);
+/* True when a refund gives its amount back to the agent's spend. */
+bool pg_policy_refunds_restore(const struct pg_policy *p);
 
 #endif /* PG_POLICY_H */

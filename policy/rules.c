@@ -137,6 +137,11 @@ const char *pg_policy_currency(const struct pg_policy *p)
     return p->currency;
 }
 
+bool pg_policy_refunds_restore(const struct pg_policy *p)
+{
+    return p->refunds_restore;
+}
+
 uint32_t pg_policy_velocity_period(const struct pg_policy *p)
 {
     return p->velocity_max ? p->velocity_per_s : 0;
