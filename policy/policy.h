@@ -164,4 +164,28 @@ uint32_t pg_policy_velocity_period(const struct pg_policy *p);
 /* True when a refund gives its amount back to the agent's spend. */
 bool pg_policy_refunds_restore(const struct pg_policy *p);
 
+/* --- what the rail's answer means for the money -------------------------- */
+
+enum pg_outcome_kind {
+    PG_OUTCOME_POST,       /* money moved: `amount` is what the rail reports */
+    PG_OUTCOME_VOID,       /* definitely nothing moved (a decline, a refusal) */
+    PG_OUTCOME_KEEP,       /* unknown or not yet (5xx, processing): stays pending */
+    PG_OUTCOME_AUTHORIZED  /* held or pending at the rail for `amount` */
+};
+
+struct pg_outcome {
+    enum pg_outcome_kind kind;
+    int64_t amount;
+    char object_id[65];    /* the object the answer names (pi_..., ch_..., pspReference), or "" */
+};
+
+const char *pg_outcome_name(enum pg_outcome_kind k);
+
+/* Reads a rail's answer to a money request: Stripe objects by `object` and
+ * `status` (payment_intent succeeded → POST amount_received, requires_capture
+ * → AUTHORIZED, canceled → VOID, ...), Adyen by `resultCode`, generic rails by
+ * status alone. 4xx → VOID (except 409), 5xx → KEEP. Pure; any thread. */
+void pg_rail_outcome(enum pg_rail_preset preset, const struct pg_intent *in, int status,
+                     struct pg_slice body, struct pg_outcome *out);
+
 #endif /* PG_POLICY_H */
