@@ -15,6 +15,18 @@ int pg_sha256(const void *data, size_t len, uint8_t out[PG_SHA256_LEN])
     return 0;
 }
 
+int pg_sha256_parts(const struct pg_slice *parts, size_t n, uint8_t out[PG_SHA256_LEN])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int outlen = 0;
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = parts[i].len == 0 || EVP_DigestUpdate(ctx, parts[i].ptr, parts[i].len) == 1;
+    ok = ok && EVP_DigestFinal_ex(ctx, out, &outlen) == 1 && outlen == PG_SHA256_LEN;
+    EVP_MD_CTX_free(ctx);
+    return ok ? 0 : PG_ECRYPTO;
+}
+
 int pg_random(void *buf, size_t len)
 {
     if (len > INT32_MAX || RAND_bytes(buf, (int)len) != 1)

@@ -13,6 +13,9 @@
 /* SHA-256 of `len` bytes at `data` into `out`. 0 or PG_ECRYPTO. */
 PG_WUR int pg_sha256(const void *data, size_t len, uint8_t out[PG_SHA256_LEN]);
 
+/* SHA-256 of the concatenation of `n` slices. 0 or PG_ECRYPTO. */
+PG_WUR int pg_sha256_parts(const struct pg_slice *parts, size_t n, uint8_t out[PG_SHA256_LEN]);
+
 /* Fills `buf` with `len` bytes from the CSPRNG. 0 or PG_ECRYPTO. */
 PG_WUR int pg_random(void *buf, size_t len);
 
