@@ -161,6 +161,16 @@ PG_WUR int pg_policy_explain(const struct pg_policy *p, const struct pg_agent *a
 
 /* Velocity period in seconds (0 when the policy sets none). */
 uint32_t pg_policy_velocity_period(const struct pg_policy *p);
+enum pg_limit_kind {
+    PG_LIMIT_PER_TRANSACTION, PG_LIMIT_DAILY, PG_LIMIT_WEEKLY, PG_LIMIT_MONTHLY
+};
+
+/* A limit in minor units of `currency` (NULL: the policy's currency): 0 with
+ * *out = -1 when the policy sets none, PG_ERANGE when it cannot be written in
+ * that currency. For views (`payguard ledger show`). */
+PG_WUR int pg_policy_limit(const struct pg_policy *p, enum pg_limit_kind k, const char *currency,
+                           int64_t *out);
+
 /* True when a refund gives its amount back to the agent's spend. */
 bool pg_policy_refunds_restore(const struct pg_policy *p);
 

@@ -582,3 +582,13 @@ int pg_policy_explain(const struct pg_policy *p, const struct pg_agent *agent,
     }
     return 0;
 }
+
+int pg_policy_limit(const struct pg_policy *p, enum pg_limit_kind k, const char *currency,
+                    int64_t *out)
+{
+    const char *written[] = { p->per_transaction, p->daily, p->weekly, p->monthly };
+    *out = UNSET;
+    if ((unsigned)k >= PG_ARRAY_LEN(written))
+        return PG_ERANGE;
+    return limit_in(written[k], currency ? currency : p->currency, out);
+}
