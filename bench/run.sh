@@ -383,10 +383,12 @@ fi
 START_TS=$(date +%s)
 
 # --- memory: payguard (and nginx, for scale) with 1,000 idle keep-alive connections ---
-# Each connection sends one request, so its keep-alive state exists, then idles.
-idle_rss() { # target pid -> "rss_kb hwm_kb"
+# First bare connections (accepted, nothing sent); then connections that each send one
+# request, so their keep-alive state exists (and the proxy opened rail connections for
+# 1,000 concurrent requests), then idle.
+idle_rss() { # target pid [--no-request] -> "rss_kb hwm_kb"
     local t=$1 pid=$2 lg rss
-    "$LOADGEN" --idle -c "$IDLE_CONNS" -d "$IDLE_HOLD" --connect-timeout 20 -p "$PATH_REQ" \
+    "$LOADGEN" --idle ${3:-} -c "$IDLE_CONNS" -d "$IDLE_HOLD" --connect-timeout 20 -p "$PATH_REQ" \
         -H "Authorization: ${AUTH[$t]}" "${ADDR[$t]}" >"$TMP/idle-$t.out" 2>"$TMP/idle-$t.err" &
     lg=$!
     wait_for_line '^loadgen: holding ' 25 "$TMP/idle-$t.err" "$lg" \
@@ -397,9 +399,14 @@ idle_rss() { # target pid -> "rss_kb hwm_kb"
     echo "$rss $(kb VmHWM "$pid")"
 }
 say "memory: $IDLE_CONNS idle keep-alive connections"
+# VmHWM is refreshed lazily by the kernel and can read below an earlier VmRSS: the peak
+# reported is the largest of every VmRSS and VmHWM read.
+max_kb() { printf '%s\n' "$@" | sort -n | tail -1; }
+read -r PG_RSS_BARE _ < <(idle_rss payguard "$PG_PID" --no-request)
 read -r PG_RSS_IDLE PG_HWM_IDLE < <(idle_rss payguard "$PG_PID")
-NGX_WORKER=$(cat "/proc/$NGINX_w1_PID/task/$NGINX_w1_PID/children" | awk '{print $1}')
+NGX_WORKER=$(awk '{print $1}' "/proc/$NGINX_w1_PID/task/$NGINX_w1_PID/children")
 NGX_RSS_START=$(kb VmRSS "$NGX_WORKER")
+read -r NGX_RSS_BARE _ < <(idle_rss nginx1 "$NGX_WORKER" --no-request)
 read -r NGX_RSS_IDLE NGX_HWM_IDLE < <(idle_rss nginx1 "$NGX_WORKER")
 
 # --- CPU accounting --------------------------------------------------------------------
@@ -550,8 +557,8 @@ for t in "${C1_TARGETS[@]}"; do
 done
 {
     echo "$mode,memory,,payguard,0,,,,,,,,,,,,,,rss_start_kb=$PG_RSS_START"
-    echo "$mode,memory,,payguard,$IDLE_CONNS,,,,,,,,,,,,,,rss_held_kb=$PG_RSS_IDLE;hwm_kb=$PG_HWM_IDLE;rss_after_runs_kb=$PG_RSS_END;hwm_after_runs_kb=$PG_HWM_END"
-    echo "$mode,memory,,nginx1_worker,$IDLE_CONNS,,,,,,,,,,,,,,rss_start_kb=$NGX_RSS_START;rss_held_kb=$NGX_RSS_IDLE;hwm_kb=$NGX_HWM_IDLE"
+    echo "$mode,memory,,payguard,$IDLE_CONNS,,,,,,,,,,,,,,rss_bare_kb=$PG_RSS_BARE;rss_held_kb=$PG_RSS_IDLE;hwm_kb=$PG_HWM_IDLE;rss_after_runs_kb=$PG_RSS_END;hwm_after_runs_kb=$PG_HWM_END"
+    echo "$mode,memory,,nginx1_worker,$IDLE_CONNS,,,,,,,,,,,,,,rss_start_kb=$NGX_RSS_START;rss_bare_kb=$NGX_RSS_BARE;rss_held_kb=$NGX_RSS_IDLE;hwm_kb=$NGX_HWM_IDLE"
 } >>"$CSV"
 
 # --- report ---------------------------------------------------------------------------
@@ -611,11 +618,13 @@ C1TABLE=$(
             "$( [ "$t" = direct ] && echo — || echo "$(diffus "${M_C1P50[$t]}" "${M_C1P50[direct]}") µs")"
     done
 )
+PG_PEAK=$(max_kb "$PG_RSS_BARE" "$PG_RSS_IDLE" "$PG_HWM_IDLE")
+NGX_PEAK=$(max_kb "$NGX_RSS_BARE" "$NGX_RSS_IDLE" "$NGX_HWM_IDLE")
 MEMTABLE=$(
-    echo "| process | after start | $IDLE_CONNS idle connections held (VmRSS) | peak (VmHWM) | per connection |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
-    echo "| payguard | $(mib "$PG_RSS_START") | $(mib "$PG_RSS_IDLE") | $(mib "$PG_HWM_IDLE") | $(perconn "$PG_RSS_IDLE" "$PG_RSS_START" "$IDLE_CONNS") |"
-    echo "| nginx worker (1 worker) | $(mib "$NGX_RSS_START") | $(mib "$NGX_RSS_IDLE") | $(mib "$NGX_HWM_IDLE") | $(perconn "$NGX_RSS_IDLE" "$NGX_RSS_START" "$IDLE_CONNS") |"
+    echo "| process | after start | $IDLE_CONNS bare connections | $IDLE_CONNS idle keep-alive connections, one request each | peak | per connection (keep-alive) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    echo "| payguard | $(mib "$PG_RSS_START") | $(mib "$PG_RSS_BARE") | $(mib "$PG_RSS_IDLE") | $(mib "$PG_PEAK") | $(perconn "$PG_RSS_IDLE" "$PG_RSS_START" "$IDLE_CONNS") |"
+    echo "| nginx worker (1 worker) | $(mib "$NGX_RSS_START") | $(mib "$NGX_RSS_BARE") | $(mib "$NGX_RSS_IDLE") | $(mib "$NGX_PEAK") | $(perconn "$NGX_RSS_IDLE" "$NGX_RSS_START" "$IDLE_CONNS") |"
 )
 
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -623,12 +632,12 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (working tree had uncommitted changes)" || true)
 if [ "$mode" = quick ]; then REPORT=$OUT/RESULTS.quick.md; else REPORT=bench/RESULTS.md; fi
 
+QUICK_NOTE=
+[ "$mode" != quick ] || QUICK_NOTE=$'**Quick run** (`make bench-quick`: one short round; indicative only). The committed figures come from `make bench`.\n\n'
 cat >"$REPORT" <<EOF
 # payguard benchmark results
 
-$( [ "$mode" = quick ] && echo "**Quick run** (\`make bench-quick\`: one short round; indicative only). The committed figures come from \`make bench\`." )
-
-- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
+${QUICK_NOTE}- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - Commit: \`$COMMIT\`$DIRTY
 - Machine: $(nproc) CPUs, $CPU_MODEL, Linux $(uname -r); load average before the run: $LOADAVG_START, CPU busy before the run: ${IDLE_BUSY_PCT}%
 - nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
@@ -678,10 +687,13 @@ $C1TABLE
 
 $MEMTABLE
 
-"After start" is VmRSS once listening, before any request. Then $IDLE_CONNS keep-alive
-connections each send one \`GET $PATH_REQ\` and stay open, idle; VmRSS is read while they
-are held and VmHWM (peak) after they close. After all the load runs above payguard's
-VmRSS was $(mib "$PG_RSS_END"), VmHWM $(mib "$PG_HWM_END").
+VmRSS from /proc/PID/status. "After start": once listening, before any request. "Bare":
+$IDLE_CONNS connections opened and held ${IDLE_HOLD} s with nothing sent. "Keep-alive": $IDLE_CONNS
+connections each send one \`GET $PATH_REQ\` at once, then stay open and idle; read while
+held. The proxy opened rail connections for those $IDLE_CONNS concurrent requests (pool keeps
+64 idle), so this includes them. "Peak": the largest VmRSS or VmHWM read (VmHWM alone is
+refreshed lazily by the kernel). After all the load runs above payguard's VmRSS was
+$(mib "$PG_RSS_END").
 
 Measurements took ${ELAPSED} s.
 
@@ -690,8 +702,10 @@ Measurements took ${ELAPSED} s.
 \`\`\`
 make bench          # release build, then bench/run.sh: writes this file and bench/out/results.csv
 make bench-quick    # one short round, writes bench/out/RESULTS.quick.md
-bench/run.sh --profile   # payguard alone under load with perf record -g: bench/out/profile.txt
+bench/run.sh --profile   # CPU and syscalls per request vs nginx, perf record: bench/out/profile.txt
 \`\`\`
+
+Where payguard's time goes, and what to change: \`bench/PROFILE.md\`.
 EOF
 
 echo
