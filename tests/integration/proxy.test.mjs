@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 
 import { startStack, testWithLogs, headerValue, headerValues, stripeShapedError, sleep, waitFor, httpRail } from './lib/harness.mjs';
 import { request, keepAliveAgent, rawExchange, rawRequestBytes, responsesAtLeast, parseResponses } from './lib/http.mjs';
+import { derivedKey } from './lib/ledger.mjs';
 
 let s;
 const test = testWithLogs(() => s?.pg);
@@ -89,8 +90,8 @@ test('POST /v1/payment_intents passes body, Idempotency-Key, Stripe-Version, Con
     assert.equal(r.body, body);
     assert.deepEqual(headerValues(r, 'Authorization'), [`Bearer ${s.mock.secret}`]);
     assert.deepEqual(headerValues(r, 'Host'), [`127.0.0.1:${s.mock.port}`]);
-    // Forwarded as is until the ledger derives per-agent keys (DESIGN §6).
-    assert.deepEqual(headerValues(r, 'Idempotency-Key'), [key]);
+    // The rail gets the key derived from the agent and its key (README, Idempotency).
+    assert.deepEqual(headerValues(r, 'Idempotency-Key'), [derivedKey('shopper', key)]);
     assert.equal(headerValue(r, 'Stripe-Version'), '2024-06-20');
     assert.equal(headerValue(r, 'Content-Type'), 'application/x-www-form-urlencoded');
     assert.deepEqual(headerValues(r, 'Content-Length'), [String(body.length)]);

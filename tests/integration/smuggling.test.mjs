@@ -85,7 +85,8 @@ test('CL.TE with a second request hidden in the body never yields a rail request
     const smuggled = hidden();
     const body = `0\r\n\r\n${smuggled}`;
     await refused(rawRequestBytes('POST /v1/payment_intents HTTP/1.1', [
-        'Host: 127.0.0.1', AUTH(), FORM, `Content-Length: ${body.length}`, 'Transfer-Encoding: chunked',
+        'Host: 127.0.0.1', AUTH(), FORM, `Idempotency-Key: smuggle-${process.pid}-${++keys}`,
+        `Content-Length: ${body.length}`, 'Transfer-Encoding: chunked',
     ], body));
 });
 
@@ -95,7 +96,8 @@ test('TE.CL with a second request hidden after a short Content-Length', async ()
     const body = `${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`;
     await refused(Buffer.concat([
         rawRequestBytes('POST /v1/payment_intents HTTP/1.1', [
-            'Host: 127.0.0.1', AUTH(), FORM, 'Transfer-Encoding: chunked', 'Content-Length: 3',
+            'Host: 127.0.0.1', AUTH(), FORM, `Idempotency-Key: smuggle-${process.pid}-${++keys}`,
+            'Transfer-Encoding: chunked', 'Content-Length: 3',
         ], body),
         Buffer.from(smuggled),
     ]));
@@ -125,7 +127,7 @@ test('Transfer-Encoding: chunked twice', async () => {
 
 test('Transfer-Encoding on HTTP/1.0', async () => {
     await refused(rawRequestBytes('POST /v1/payment_intents HTTP/1.0', [
-        'Host: 127.0.0.1', AUTH(), FORM, 'Transfer-Encoding: chunked',
+        'Host: 127.0.0.1', AUTH(), FORM, `Idempotency-Key: smuggle-${process.pid}-${++keys}`, 'Transfer-Encoding: chunked',
     ], `${BODY.length.toString(16)}\r\n${BODY}\r\n0\r\n\r\n`));
 });
 

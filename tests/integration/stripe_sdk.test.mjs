@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import Stripe from 'stripe';
 
 import { startStack, testWithLogs, headerValue, headerValues, closedPort, httpRail } from './lib/harness.mjs';
+import { derivedKey } from './lib/ledger.mjs';
 
 let s;
 const test = testWithLogs(() => s?.pg);
@@ -57,12 +58,54 @@ test('paymentIntents.create() with an idempotency key returns the rail\'s paymen
     assert.equal(new URLSearchParams(r.body).get('amount'), '2000');
     assert.equal(new URLSearchParams(r.body).get('currency'), 'usd');
     assert.deepEqual(headerValues(r, 'Authorization'), [`Bearer ${s.mock.secret}`]);
-    assert.deepEqual(headerValues(r, 'Idempotency-Key'), [key]);
+    assert.deepEqual(headerValues(r, 'Idempotency-Key'), [derivedKey('shopper', key)],
+                     'the rail gets the key payguard derives, never the agent\'s own');
 
     // Retrieving it by id goes through too.
     const again = await stripe.paymentIntents.retrieve(pi.id);
     assert.equal(again.id, pi.id);
     assert.equal(again.amount, 2000);
+});
+
+test('paymentIntents.create() twice with one idempotencyKey returns the same object; the rail saw one request', async () => {
+    const n0 = (await s.mock.requests()).length;
+    const stripe = sdk(s.token.token);
+    const key = `sdk-${randomUUID()}`;
+    const a = await stripe.paymentIntents.create({ amount: 2100, currency: 'usd' }, { idempotencyKey: key });
+    const b = await stripe.paymentIntents.create({ amount: 2100, currency: 'usd' }, { idempotencyKey: key });
+    assert.equal(b.id, a.id);
+    assert.equal(b.lastResponse.headers['idempotent-replayed'], 'true');
+    assert.equal(b.lastResponse.requestId, a.lastResponse.requestId, 'the same Request-Id');
+    assert.equal((await s.mock.requests()).slice(n0).length, 1);
+});
+
+test('the same idempotencyKey with other parameters raises StripeIdempotencyError; the rail saw nothing more', async () => {
+    const stripe = sdk(s.token.token);
+    const key = `sdk-${randomUUID()}`;
+    await stripe.paymentIntents.create({ amount: 2200, currency: 'usd' }, { idempotencyKey: key });
+    const before = await s.mock.count();
+    await assert.rejects(stripe.paymentIntents.create({ amount: 2201, currency: 'usd' }, { idempotencyKey: key }), (err) => {
+        assert.ok(err instanceof Stripe.errors.StripeIdempotencyError, `got ${err?.constructor?.name}: ${err?.message}`);
+        assert.equal(err.statusCode, 400);
+        assert.equal(err.code, 'payguard_idempotency_mismatch');
+        return true;
+    });
+    assert.equal(await s.mock.count(), before);
+});
+
+test('a payment without idempotencyKey: StripeInvalidRequestError naming Idempotency-Key; with SDK retries on, the SDK\'s own key is used', async () => {
+    const before = await s.mock.count();
+    await assert.rejects(sdk(s.token.token).paymentIntents.create({ amount: 2300, currency: 'usd' }), (err) => {
+        assert.ok(err instanceof Stripe.errors.StripeInvalidRequestError, `got ${err?.constructor?.name}: ${err?.message}`);
+        assert.equal(err.code, 'payguard_missing_idempotency_key');
+        assert.equal(err.param, 'Idempotency-Key');
+        return true;
+    });
+    assert.equal(await s.mock.count(), before, 'the rail saw nothing');
+    // stripe-node adds "stripe-node-retry-<uuid>" to POSTs when it may retry.
+    const retrying = new Stripe(s.token.token, { host: '127.0.0.1', port: s.pg.port, protocol: 'http', maxNetworkRetries: 1 });
+    const pi = await retrying.paymentIntents.create({ amount: 2300, currency: 'usd' });
+    assert.equal(pi.amount, 2300);
 });
 
 test('a wrong token raises StripeAuthenticationError; the rail saw nothing', async () => {

@@ -1,0 +1,187 @@
+// Budgets through the real proxy: limits are checked on fresh spend inside
+// the ledger's write transaction (200 concurrent payments against room for
+// 100 let exactly 100 through), and the rail's answer settles each
+// reservation: a decline gives the budget back, a 5xx or a timeout keeps it
+// pending, a retry after a timeout reaches the rail under the same derived
+// key and reserves nothing twice. `payguard ledger show` reports it.
+import { before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+
+import {
+    makeTmp, newToken, startMockrail, startPayguard, configObject, writeConfig, httpRail,
+    testWithLogs, stripeShapedError, headerValues, sleep,
+} from './lib/harness.mjs';
+import { request } from './lib/http.mjs';
+import { derivedKey, pay, railPosts, ledgerShow, parseWindow } from './lib/ledger.mjs';
+
+const RAIL_TIMEOUT_MS = 800;
+
+let pg;
+let mock;
+let file;
+const tok = {};
+const test = testWithLogs(() => pg);
+
+const AGENTS = {
+    crowd: 'crowd',        // daily 1000.00: the concurrency test
+    decliner: 'settling',  // daily 6000.00: declines are voided
+    failer: 'settling',    // daily 6000.00: 5xx stays pending
+    waiter: 'small',       // daily 20.00, on the slow rail: timeouts stay pending
+};
+
+before(async () => {
+    const dir = await makeTmp('ledger');
+    for (const a of Object.keys(AGENTS)) tok[a] = await newToken(a);
+    mock = await startMockrail();
+    const cfg = configObject(dir, {
+        limits: { max_connections: 2000 },
+        rails: { stripe: httpRail(mock.url), slow: httpRail(mock.url, { timeout_ms: RAIL_TIMEOUT_MS }) },
+        policies: {
+            crowd: { currency: 'usd', daily: '1000.00' },
+            settling: { currency: 'usd', daily: '6000.00' },
+            small: { currency: 'usd', daily: '20.00' },
+        },
+        agents: Object.entries(AGENTS).map(([id, policy]) => ({
+            id, org: 'acme', token: tok[id].hash, policy, rails: id === 'waiter' ? ['slow'] : ['stripe'],
+        })),
+    });
+    file = await writeConfig(dir, cfg);
+    pg = await startPayguard(file, { env: { MOCK_STRIPE_SECRET: mock.secret } });
+    for (const a of Object.keys(AGENTS)) {
+        const r = await request(pg.port, { path: '/v1/balance', headers: { Authorization: `Bearer ${tok[a].token}` } });
+        assert.equal(r.status, 200, r.body);
+    }
+});
+after(async () => {
+    pg?.kill();
+    await mock?.stop();
+});
+
+const key = () => `it-${randomUUID()}`;
+const payAs = (agent, body, k = key(), opts) => pay(pg.port, tok[agent].token, body, k, opts);
+
+test('200 concurrent payments of 10.00 against a daily limit of 1000.00: exactly 100 pass and reach the rail, 100 are denied daily_limit', async () => {
+    const n0 = (await mock.requests()).length;
+    const keys = Array.from({ length: 200 }, key);
+    const all = await Promise.all(keys.map((k) => payAs('crowd', 'amount=1000&currency=usd', k)));
+    const ok = all.filter((r) => r.status === 200);
+    const denied = all.filter((r) => r.status === 403);
+    const other = all.filter((r) => r.status !== 200 && r.status !== 403);
+    assert.deepEqual(other.map((r) => `${r.status} ${r.body}`).slice(0, 5), [], 'nothing but 200 and 403');
+    assert.equal(ok.length, 100, `passed: ${ok.length}`);
+    assert.equal(denied.length, 100, `denied: ${denied.length}`);
+    for (const r of denied) stripeShapedError(assert, r, 403, 'payguard_daily_limit');
+
+    const posts = await railPosts(mock, n0);
+    assert.equal(posts.length, 100, 'exactly the 100 allowed payments reached the rail');
+    const okKeys = new Set(keys.filter((_, i) => all[i].status === 200).map((k) => derivedKey('crowd', k)));
+    const railKeys = new Set(posts.map((r) => headerValues(r, 'Idempotency-Key')[0]));
+    assert.deepEqual([...railKeys].sort(), [...okKeys].sort(), 'the rail saw exactly the allowed ones');
+
+    // The budget is full: one cent more is denied, and the view agrees.
+    const more = await payAs('crowd', 'amount=1&currency=usd');
+    stripeShapedError(assert, more, 403, 'payguard_daily_limit');
+    const show = await ledgerShow(file, 'crowd');
+    assert.equal(show.code, 0, show.text);
+    const day = parseWindow(show.stdout, 'daily') ?? parseWindow(show.stdout, 'day');
+    assert.ok(day, `a daily line in:\n${show.stdout}`);
+    assert.equal((day.posted ?? 0) + (day.pending ?? 0), 100000, `posted + pending is 1000.00: ${day.line}`);
+    assert.equal(day.limit, 100000, day.line);
+    assert.equal(day.headroom, 0, day.line);
+});
+
+test('a declined payment gives its budget back: after a 402 from the rail, a payment that only fits without it passes', async () => {
+    const n0 = (await mock.requests()).length;
+    const decline = await payAs('decliner', 'amount=402402&currency=usd');
+    assert.equal(decline.status, 402, decline.body);
+    assert.equal(decline.json.error.code, 'card_declined', 'the rail\'s decline');
+    // Posted: confirmed with a card, the rail says succeeded.
+    const posted = await payAs('decliner', 'amount=100000&currency=usd&confirm=true&payment_method=pm_card_visa');
+    assert.equal(posted.status, 200, posted.body);
+    assert.equal(posted.json.status, 'succeeded');
+    // Pending: created, not confirmed (requires_payment_method).
+    const pending = await payAs('decliner', 'amount=500000&currency=usd');
+    assert.equal(pending.status, 200, `6000.00 fits only if the 4024.02 decline was voided: ${pending.body}`);
+    assert.equal(pending.json.status, 'requires_payment_method');
+    assert.equal((await railPosts(mock, n0)).length, 3);
+
+    const more = await payAs('decliner', 'amount=1&currency=usd');
+    stripeShapedError(assert, more, 403, 'payguard_daily_limit');
+    assert.equal((await railPosts(mock, n0)).length, 3, 'the denied one did not reach the rail');
+
+    const show = await ledgerShow(file, 'decliner');
+    assert.equal(show.code, 0, show.text);
+    const day = parseWindow(show.stdout, 'daily') ?? parseWindow(show.stdout, 'day');
+    assert.ok(day, `a daily line in:\n${show.stdout}`);
+    assert.equal(day.posted, 100000, `posted 1000.00: ${day.line}`);
+    assert.equal(day.pending, 500000, `pending 5000.00: ${day.line}`);
+    assert.equal(day.limit, 600000, day.line);
+    assert.equal(day.headroom, 0, day.line);
+    assert.ok(show.stdout.includes(pending.json.id) || /5000\.00|500000/.test(show.stdout),
+              `the pending reservation is listed:\n${show.stdout}`);
+});
+
+test('a 500 from the rail keeps the payment pending: the next payment that only fits without it is denied', async () => {
+    const n0 = (await mock.requests()).length;
+    const boom = await payAs('failer', 'amount=500500&currency=usd');
+    assert.equal(boom.status, 500, boom.body);
+    const tooMuch = await payAs('failer', 'amount=99501&currency=usd');
+    stripeShapedError(assert, tooMuch, 403, 'payguard_daily_limit');
+    const exact = await payAs('failer', 'amount=99500&currency=usd');
+    assert.equal(exact.status, 200, `5005.00 pending + 995.00 = 6000.00 fits: ${exact.body}`);
+    assert.equal((await railPosts(mock, n0)).length, 2);
+
+    const show = await ledgerShow(file, 'failer');
+    assert.equal(show.code, 0, show.text);
+    const day = parseWindow(show.stdout, 'daily') ?? parseWindow(show.stdout, 'day');
+    assert.ok(day, `a daily line in:\n${show.stdout}`);
+    assert.equal(day.posted ?? 0, 0, day.line);
+    assert.equal(day.pending, 600000, `pending 5005.00 + 995.00: ${day.line}`);
+});
+
+test('a rail timeout keeps the payment pending; the retry reaches the rail under the same derived key and reserves nothing twice', async () => {
+    const n0 = (await mock.requests()).length;
+    const k = key();
+    const body = 'amount=1000&currency=usd';
+    const t = await payAs('waiter', body, k, { headers: { 'X-Mock-Delay-Ms': String(RAIL_TIMEOUT_MS * 3) } });
+    stripeShapedError(assert, t, 504, 'payguard_rail_timeout');
+    // Pending: 10.00 of 20.00 used, so 10.01 does not fit.
+    stripeShapedError(assert, await payAs('waiter', 'amount=1001&currency=usd'), 403, 'payguard_daily_limit');
+
+    // The 504 was not stored: the retry goes to the rail again, same derived key.
+    const retry = await payAs('waiter', body, k);
+    assert.equal(retry.status, 200, retry.body);
+    const posts = await railPosts(mock, n0);
+    assert.equal(posts.length, 2, 'the first attempt and the retry');
+    assert.deepEqual(posts.map((r) => headerValues(r, 'Idempotency-Key')[0]),
+                     [derivedKey('waiter', k), derivedKey('waiter', k)]);
+    assert.equal(retry.headers['idempotent-replayed'], 'true', 'the rail deduplicated the retry (its own replay header)');
+
+    // One reservation of 10.00, not two: another 10.00 still fits, then nothing.
+    const second = await payAs('waiter', 'amount=1000&currency=usd');
+    assert.equal(second.status, 200, second.body);
+    stripeShapedError(assert, await payAs('waiter', 'amount=1&currency=usd'), 403, 'payguard_daily_limit');
+    // The settled retry replays from the ledger now.
+    const n1 = (await mock.requests()).length;
+    const replay = await payAs('waiter', body, k);
+    assert.equal(replay.status, 200);
+    assert.equal(replay.json.id, retry.json.id);
+    await sleep(20);
+    assert.equal((await mock.requests()).length, n1, 'a replay does not call the rail');
+});
+
+test('`payguard ledger show` without --agent lists every agent; it runs while payguard serves', async () => {
+    const show = await ledgerShow(file);
+    assert.equal(show.code, 0, show.text);
+    for (const a of Object.keys(AGENTS)) assert.ok(show.stdout.includes(a), `${a} in:\n${show.stdout}`);
+    assert.ok(!show.stdout.includes(tok.crowd.token), 'no token in the view');
+    const res = await request(pg.port, { path: '/v1/balance', headers: { Authorization: `Bearer ${tok.crowd.token}` } });
+    assert.equal(res.status, 200, 'payguard still serves after the CLI read its data_dir');
+});
+
+test('payguard stops cleanly on SIGTERM', async () => {
+    const { code, signal } = await pg.stop();
+    assert.equal(signal, null, pg.tail());
+    assert.equal(code, 0, `exit code ${code} (86 = leak under ASan)\n${pg.tail(80)}`);
+});
