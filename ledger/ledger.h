@@ -10,7 +10,14 @@
  * serializes writers across processes.
  *
  * Money is int64 minor units. Strings are copied in; nothing here keeps a
- * pointer to caller memory once a call returns or a request completes. */
+ * pointer to caller memory once a call returns or a request completes.
+ *
+ * Map growth: when the map fills, the writer aborts, grows the map (doubling,
+ * up to map_size_max) and retries. mdb_env_set_mapsize is only legal while no
+ * transaction of this process is open, so every transaction here holds a
+ * process-wide shared lock that the resize takes exclusively. In payguard the
+ * loop thread does not open LMDB transactions while the server runs (views are
+ * for the CLI and the admin API), so it never waits on that lock. */
 #ifndef PG_LEDGER_H
 #define PG_LEDGER_H
 
@@ -34,20 +41,50 @@ struct pg_ledger_options {
     bool read_only;                /* CLI views: no writer, no changes */
 };
 
+/* Named databases inside the environment (schema 1; every record starts with
+ * a version byte so later changes can migrate; integers in records are
+ * little-endian, in keys big-endian so they sort; times in keys are i64 with
+ * the sign bit flipped so that they sort as signed):
+ *   meta        "schema" -> u32, "epoch" -> u64 (last read-write opener),
+ *               "resv_next" -> u64 (next reservation id)
+ *   idem        agent \0 idem_key -> idempotency record (state, epoch,
+ *               fingerprint, reservation, stored response when DONE)
+ *   resv        u64 BE id -> reservation
+ *   objects     rail object id -> u64 reservation id
+ *   spend       agent \0 currency \0 day_start -> {posted, pending}
+ *   velocity    agent \0 ts \0 u64 BE seq -> empty
+ *   approvals   approval id -> approval record
+ *   audit       org \0 u64 BE seq -> canonical entry bytes ‖ SHA-256 (32)
+ *   audit_head  org -> {seq, hash}
+ *   expiry      u8 kind ‖ time ‖ key -> empty: finished idempotency records
+ *               and reservations by the time they finished, for pruning */
+
 /* Opens (creating if needed) the environment, clears stale reader slots left
- * by crashed processes (mdb_reader_check). 0, or a negative code with `err`
- * saying what and where. Any thread. */
+ * by crashed processes (mdb_reader_check). A read-write open picks a new
+ * random process epoch: keys left IN_FLIGHT by earlier processes become
+ * unresolved (see BEGIN). A read-only open needs an existing ledger. 0, or
+ * PG_EPARSE (no dir), PG_ENOMEM, PG_ESTORE (LMDB or the directory; newer
+ * schema), PG_ECRYPTO, with `err` saying what and where. Any thread. */
 PG_WUR int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out,
                           char *err, size_t errlen);
-/* Stops the writer if running, then closes. Loop thread (or any thread when
- * no writer was started). */
+/* Stops accepting, lets the writer drain what is queued, joins it, runs the
+ * callbacks of everything completed (here, synchronously: a callback that
+ * submits again gets PG_EBUSY), then closes the environment and frees `l`.
+ * The uv_async handle is closed with uv_close and freed in its close
+ * callback, so the caller must run the loop once more after this (uv_run)
+ * for that memory to be released. Loop thread (or any thread when no writer
+ * was started). NULL is a no-op. */
 void pg_ledger_close(struct pg_ledger *l);
 
 /* --- the request path (loop thread + writer thread) ---------------------- */
 
-/* Starts the writer thread; completions are delivered on `loop`. Loop thread. */
+/* Starts the writer thread; completions are delivered on `loop`. 0,
+ * PG_EBUSY (read-only ledger, or already started), PG_ENOMEM, or -errno from
+ * uv_async_init / pthread_create. Loop thread. */
 PG_WUR int pg_ledger_start(struct pg_ledger *l, uv_loop_t *loop);
-/* True while the writer runs and the last commit did not fail hard. */
+/* True while the writer runs and the last commit did not fail hard. A full
+ * map at map_size_max is not a hard failure: those batches fail with
+ * PG_ESTORE, and smaller ones may still fit. Any thread. */
 bool pg_ledger_ready(const struct pg_ledger *l);
 
 #define PG_IDEM_KEY_MAX 255
@@ -70,6 +107,33 @@ enum pg_ledger_kind {
     PG_LEDGER_RECORD               /* an audit entry with no budget effect (reads, denials) */
 };
 
+/* BEGIN, on the writer thread inside the batch's write transaction:
+ *  1. Idempotency (when idem_key is not ""): a stored request with another
+ *     fingerprint is MISMATCH; a DONE one is REPLAY (replay filled); an
+ *     IN_FLIGHT one is IN_FLIGHT when this process started it, else it is
+ *     unresolved (payguard stopped, or SETTLE said KEEP without an answer):
+ *     PROCEED with the SAME reservation (nothing reserved or counted again,
+ *     decision reason "unresolved_retry") so the rail deduplicates the resend.
+ *     A HELD one (approval asked) looks at its approval: pending -> DECIDED
+ *     402 approval_required again; denied -> DECIDED 403 approval_denied;
+ *     expired or gone -> DECIDED 403 approval_expired; approved -> the
+ *     stateful rules run with the HOLD let through (never a limit): PROCEED
+ *     marks the approval USED (reason "approved"); a limit DENY leaves it
+ *     APPROVED for a later retry.
+ *  2. Fresh spend of the request's currency (else the policy's) in the three
+ *     windows of `windows` and the velocity count, then
+ *     pg_policy_check_spend on `decision`. DENY -> DECIDED (audited, nothing
+ *     stored); HOLD -> an approval (approval_id), the key HELD, DECIDED 402.
+ *  3. ALLOW -> PROCEED: CREATE (or NONE) money operations with an amount
+ *     reserve it (pending) in the bucket of windows.day_start; follow-ups
+ *     (UPDATE, CONFIRM, CAPTURE, INCREMENT, CANCEL) find the object's
+ *     reservation by object_id, are checked only for the amount above it and
+ *     grow it by that much; an INCREMENT of an unknown object reserves its
+ *     whole amount. Refunds reserve nothing (SETTLE may restore budget).
+ *     Money operations leave a velocity mark; the key goes IN_FLIGHT.
+ * On PROCEED `decision` is an ALLOW (status 200). Replays, in-flight and
+ * mismatches are not audited; everything else is, in the same transaction. */
+
 /* What BEGIN found and did. */
 enum pg_begin_result {
     PG_BEGIN_PROCEED,              /* reserved (or follow-up registered): forward it */
@@ -80,7 +144,30 @@ enum pg_begin_result {
 };
 
 /* How the rail's answer settles a reservation (decided by policy/ from the
- * rail's answer; the ledger knows nothing of HTTP). */
+ * rail's answer; the ledger knows nothing of HTTP).
+ *
+ * SETTLE, by `reservation` (0: none), applied once: the key's IN_FLIGHT
+ * record says this is the first settle, so a replayed SETTLE changes nothing
+ * (it is audited with a note). Transitions of a reservation:
+ *   PENDING/AUTHORIZED + POST(a)       -> POSTED: pending released, posted += a
+ *                                         (a may exceed what was reserved)
+ *   PENDING/AUTHORIZED + AUTHORIZED(a) -> AUTHORIZED: pending = a
+ *   PENDING/AUTHORIZED + VOID          -> VOIDED: pending released, when the
+ *                                         request created it or was a CANCEL;
+ *                                         a declined UPDATE/CONFIRM/CAPTURE/
+ *                                         INCREMENT only takes back what it
+ *                                         grew (the object lives on)
+ *   any + KEEP                         -> unchanged (still counts)
+ *   POSTED/VOIDED + POST/VOID/AUTH.    -> ignored, audited as illegal
+ * With no reservation: a refund POST gives `settle_amount` back to posted
+ * spend of the BEGIN day (floored at 0) when the policy says
+ * refunds_restore; another money POST (a follow-up on an object made outside
+ * payguard) counts `settle_amount` as posted. result_object_id maps the rail
+ * object to the reservation for later follow-ups.
+ * The key: store_response -> DONE with `response` (replayed byte for byte);
+ * otherwise VOID forgets the key (nothing reached the rail: a retry starts
+ * afresh), and KEEP/POST/AUTHORIZED leave it IN_FLIGHT marked unresolved, so
+ * the next retry re-sends under the same rail key. */
 enum pg_settle_outcome {
     PG_SETTLE_POST,                /* money moved: post `amount` (pending released) */
     PG_SETTLE_VOID,                /* definitely no money moved: release the reservation */
@@ -114,6 +201,12 @@ struct pg_ledger_req {
     char counterparty[PG_COUNTERPARTY_MAX + 1];
     char object_id[PG_ID_MAX + 1]; /* the rail object a follow-up acts on */
 
+    /* RECORD: the audit action (static string; NULL: "deny" when decision is
+     * a DENY, else "record") and the actor ("": "agent:<agent>", or
+     * "payguard" when agent is "" too), e.g. "cli:ana" for a config reload. */
+    const char *audit_action;
+    char actor[128];
+
     /* BEGIN: the policy to run on fresh spend. Read only; the caller keeps
      * them alive until cb runs. */
     const struct pg_policy *policy;
@@ -137,15 +230,52 @@ struct pg_ledger_req {
     struct pg_stored_response response;     /* what the agent got (copied in) */
 
     struct pg_ledger_req *next;    /* the ledger's queue link */
+    struct pg_decision decision_in;     /* the ledger's: `decision` as submitted,
+                                           restored when a batch is retried */
 };
 
 /* Queues `req` for the writer. Returns 0 (cb will run exactly once on the
  * loop thread), or PG_EBUSY/PG_ESTORE when the ledger cannot take it now
- * (cb will not run; fail closed). Loop thread. */
+ * (cb will not run; fail closed). `req` and the memory it points to (policy,
+ * agent_cfg, response) stay the caller's and must live until cb. In cb,
+ * status < 0 means nothing of it was recorded: PG_ESTORE (the batch's
+ * transaction failed: disk, map full at map_size_max), PG_EPARSE (a bad
+ * field: empty agent/org, negative amount, bad windows), PG_ERANGE (an
+ * amount that would overflow a total), PG_ETOOBIG (a response over 64 MiB),
+ * or the policy's code when it could not decide. PG_EBUSY when not started,
+ * closing, or 65536 requests are already queued. Loop thread. */
 PG_WUR int pg_ledger_submit(struct pg_ledger *l, struct pg_ledger_req *req);
+/* Queues n requests at once so that they land in the same batch; all or
+ * none (same codes). Loop thread. */
+PG_WUR int pg_ledger_submit_many(struct pg_ledger *l, struct pg_ledger_req **reqs, size_t n);
 
-/* Frees what the ledger allocated into req (replay, response); not req. */
+/* Frees what the ledger allocated into req (replay) and zeroes it; not req,
+ * and not `response`, which stays the caller's. Loop thread. */
 void pg_ledger_req_free(struct pg_ledger_req *req);
+
+/* Counters for /metrics. Any thread. */
+struct pg_ledger_stats {
+    uint64_t batches;              /* committed write transactions of the writer */
+    uint64_t items;                /* requests in them */
+    uint64_t max_batch;            /* largest batch seen */
+    uint64_t failed_batches;       /* batches failed with PG_ESTORE */
+    uint64_t map_grows;            /* times the map was doubled */
+    uint64_t map_size;             /* current map size, bytes */
+    uint64_t pruned;               /* records removed by pruning */
+};
+void pg_ledger_stats(struct pg_ledger *l, struct pg_ledger_stats *out);
+
+/* Removes what is no longer needed: DONE idempotency records finished more
+ * than idempotency_ttl_s ago (with their stored answers), velocity marks
+ * older than a day, spend buckets older than 40 days with nothing pending,
+ * finished reservations older than 40 days (and their object mappings),
+ * decided approvals older than 7 days (with their HELD keys; a pending one
+ * expired 7 days ago is audited "expire" first). Never audit entries. The
+ * writer runs this by itself at most once a minute of request time; this
+ * call is for the CLI and tests. At most `budget` deletions (0: 10000); *more
+ * (may be NULL) says whether work was left. Own write transaction; any
+ * thread. 0 or PG_ESTORE. */
+PG_WUR int pg_ledger_prune(struct pg_ledger *l, int64_t now, size_t budget, bool *more);
 
 /* --- approvals (CLI now, admin API later): own transactions, any thread ---- */
 
@@ -164,7 +294,7 @@ struct pg_approval {
     int64_t created_at, expires_at, decided_at;
     char decided_by[128];
     char note[256];
-    const char *route;             /* static string, or "" */
+    const char *route;             /* "" or a string the ledger keeps until close */
     enum pg_op op;
     int64_t amount;
     bool has_amount;
@@ -174,22 +304,28 @@ struct pg_approval {
 };
 
 /* Lists approvals (org NULL: all) in creation order; `only_pending` filters.
- * Calls cb for each; stops early when cb returns non-zero. 0 or negative. */
+ * Calls cb for each; stops early when cb returns non-zero. Status is as of
+ * `now` (a pending one past expires_at reads EXPIRED). 0, PG_ENOMEM or
+ * PG_ESTORE. Read transaction; any thread. */
 PG_WUR int pg_ledger_approvals(struct pg_ledger *l, const char *org, bool only_pending,
                                int64_t now, int (*cb)(void *arg, const struct pg_approval *a),
                                void *arg);
+/* One approval by id, status as of `now`. 0, PG_ENOTFOUND, PG_ESTORE. Read
+ * transaction; any thread. */
 PG_WUR int pg_ledger_approval_get(struct pg_ledger *l, const char *id, int64_t now,
                                   struct pg_approval *out);
 /* Approves or denies a pending approval, audited with `actor` (a human,
- * never an agent). PG_ENOTFOUND, PG_EBUSY when it is no longer pending or
- * has expired, 0 on success. */
+ * never an agent: "user:EMAIL" or "cli:USER"; an "agent:" actor or an empty
+ * one is refused with PG_EAUTH). PG_ENOTFOUND, PG_EBUSY when it is no longer
+ * pending or has expired, PG_ESTORE, 0 on success. `note` may be NULL. */
 PG_WUR int pg_ledger_approval_decide(struct pg_ledger *l, const char *id, bool approve,
                                      const char *actor, const char *note, int64_t now);
 
 /* --- views and the audit chain (read transactions; any thread) -------------- */
 
 /* Posted + pending spend of `agent` in `currency` for the three windows, and
- * money operations since now - velocity_period_s. */
+ * money operations in (now - velocity_period_s, now] (both structs get the
+ * count; 0 when the period is 0). Read transaction; any thread. */
 PG_WUR int pg_ledger_spend(struct pg_ledger *l, const char *agent, const char *currency,
                            const struct pg_windows *w, int64_t now, uint32_t velocity_period_s,
                            struct pg_spend *posted, struct pg_spend *pending);
@@ -200,13 +336,42 @@ struct pg_reservation_view {
     char currency[4];
     int64_t amount;                /* pending amount */
     int64_t created_at;
-    char object_id[PG_ID_MAX + 1];
-    const char *route;
+    char object_id[PG_ID_MAX + 1]; /* "" until the rail named the object */
+    const char *route;             /* "" or a string the ledger keeps until close */
 };
-/* Pending reservations of `agent` (NULL: all), oldest first. */
+/* Pending (and authorized) reservations of `agent` (NULL: all), oldest
+ * first; cb returning non-zero stops. Read transaction; any thread. */
 PG_WUR int pg_ledger_pending(struct pg_ledger *l, const char *agent,
                              int (*cb)(void *arg, const struct pg_reservation_view *r),
                              void *arg);
+
+/* The audit chain. One chain per org; entry n (seq 1, 2, ...) is a JSON
+ * object with the fields seq, time (RFC 3339 UTC), org, actor ("agent:ID",
+ * "user:EMAIL", "cli:USER", "payguard"), action ("reserve", "forward",
+ * "settle", "deny", "hold", "approve", "deny_approval", "expire", "record"),
+ * and when they apply agent, route, fingerprint (hex SHA-256 of the request),
+ * amount (minor units), currency, counterparty (digit runs of 13-19 masked to
+ * the last 4), decision, reason, outcome, reservation, approval, note, and
+ * prev_hash (hex). Its canonical bytes are jansson's
+ * json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII): no spaces,
+ * keys sorted, non-ASCII escaped, absent fields omitted. Its hash is
+ *     hash_n = SHA-256(raw prev_hash ‖ canonical bytes_n)
+ * with prev_hash of entry 1 = 32 zero bytes, prev_hash of entry n = hash_n-1.
+ *
+ * Export (JSON Lines, one entry per line, oldest first) writes the canonical
+ * bytes with `,"hash":"<64 hex>"` inserted before the final `}`. To verify a
+ * chain outside payguard, with sha256 alone: for each line in order, take the
+ * last 76 bytes off (`,"hash":"` + 64 hex + `"}`) and put back `}`: that is
+ * the canonical entry; check that its "prev_hash" is the previous line's
+ * "hash" (64 zeros for seq 1) and that SHA-256(unhex(prev_hash) ‖ canonical)
+ * is this line's "hash", and that seq goes 1, 2, 3 without a gap. In Python:
+ *     prev = bytes(32)
+ *     for line in open("audit.jsonl", "rb"):
+ *         line = line.rstrip(b"\n"); canon = line[:-76] + b"}"
+ *         h = bytes.fromhex(line[-66:-2].decode())
+ *         assert hashlib.sha256(prev + canon).digest() == h; prev = h
+ *
+ * No function here updates or deletes an entry. */
 
 /* Result of walking one org's chain. */
 struct pg_audit_report {
@@ -216,20 +381,34 @@ struct pg_audit_report {
     uint8_t head_hash[PG_SHA256_LEN];
     bool ok;
     uint64_t bad_seq;              /* first bad entry when !ok */
-    char why[128];                 /* "hash mismatch", "gap", "broken link", ... */
+    char why[128];                 /* "hash mismatch", "gap", "broken link",
+                                      "seq mismatch", "unreadable entry",
+                                      "head mismatch", "missing head" */
 };
 
-/* Verifies every org's chain (org NULL) or one; cb per org. 0 when the walk
- * ran (look at each report's ok), negative when it could not run. */
+/* Verifies every org's chain (org NULL) or one; cb per org. Each entry is
+ * checked in order: its key's seq follows the previous ("gap" names the
+ * missing seq), its own seq field matches its key ("seq mismatch"), its
+ * prev_hash is the previous entry's hash ("broken link": this entry or the
+ * one before was changed), its stored hash is SHA-256 of prev ‖ bytes
+ * ("hash mismatch"); then the head must name the last entry ("head
+ * mismatch": entries after it were removed, or it was changed). The first bad
+ * seq is reported and the walk of that org stops. An org with no entries but
+ * a head is reported bad too. 0 when the walk ran (look at each report's
+ * ok), PG_ESTORE or PG_ENOMEM when it could not run. Read transaction. */
 PG_WUR int pg_ledger_audit_verify(struct pg_ledger *l, const char *org,
                                   void (*cb)(void *arg, const struct pg_audit_report *r),
                                   void *arg);
-/* Writes entries with seq >= since as JSON Lines: the canonical entry with
- * its "hash" (see README for the canonical form). */
+/* Writes entries with seq >= since of `org` (NULL: every org, one chain
+ * after another) as JSON Lines: the canonical entry with its "hash" (see
+ * above). 0, PG_ESTORE, or -errno when writing fails. */
 PG_WUR int pg_ledger_audit_export(struct pg_ledger *l, const char *org, uint64_t since, FILE *out);
 
-/* Recent audit entries of `agent` (newest first, at most `max`), each as its
- * canonical JSON line; for `payguard ledger show`. */
+/* Recent audit entries of `agent` in `org`'s chain (entries whose "agent"
+ * field is `agent`, newest first, at most `max`), each as its export line
+ * (canonical JSON with its "hash", no newline); the bytes are valid during
+ * the call only. cb returning non-zero stops. for `payguard ledger show`.
+ * 0, PG_EPARSE (org or agent NULL), PG_ESTORE. */
 PG_WUR int pg_ledger_audit_recent(struct pg_ledger *l, const char *org, const char *agent,
                                   size_t max, int (*cb)(void *arg, const char *json, size_t len),
                                   void *arg);

@@ -1,0 +1,423 @@
+/* Private ground of ledger/: the environment handle, the transaction context
+ * every file works in, record layouts with their codecs, and key builders.
+ * Nothing here leaves ledger/ (the unit tests include it to reach the raw
+ * layout for tamper tests). */
+#ifndef PG_LEDGER_INT_H
+#define PG_LEDGER_INT_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "common/pg.h"
+#include "ledger/ledger.h"
+
+#define LEDGER_SCHEMA 1u
+#define LEDGER_REC_V1 1u                 /* first byte of every record */
+#define LEDGER_QUEUE_MAX 65536u          /* pg_ledger_submit refuses beyond */
+#define LEDGER_RESPONSE_MAX (64u << 20)  /* stored answer, head + body */
+#define LEDGER_DAY_S INT64_C(86400)
+#define LEDGER_KEEP_BUCKETS_S (40 * LEDGER_DAY_S)
+#define LEDGER_KEEP_APPROVALS_S (7 * LEDGER_DAY_S)
+#define LEDGER_PRUNE_EVERY_S 60
+#define LEDGER_PRUNE_BUDGET 10000u
+#define LEDGER_KEY_MAX 511               /* LMDB's default maximum key size */
+
+enum ldb {
+    DB_META,
+    DB_IDEM,
+    DB_RESV,
+    DB_OBJECTS,
+    DB_SPEND,
+    DB_VELOCITY,
+    DB_APPROVALS,
+    DB_AUDIT,
+    DB_AUDIT_HEAD,
+    DB_EXPIRY,
+    DB_COUNT
+};
+
+/* Names as LMDB stores them (tests open the raw environment with them). */
+extern const char *const pg_ledger_db_names[DB_COUNT];
+
+/* Kinds of the expiry index (first key byte). */
+enum { EXP_IDEM_DONE = 1, EXP_RESV_DONE = 2 };
+
+/* A string the ledger hands out as `const char *` until close (routes read
+ * back from records). */
+struct interned {
+    struct interned *next;
+    char s[];
+};
+
+struct pg_ledger {
+    MDB_env *env;
+    MDB_dbi db[DB_COUNT];
+    bool read_only;
+    char *dir;                       /* for messages */
+    uint64_t epoch;                  /* this process's; 0 is "unresolved" */
+    uint64_t map_size_max;
+    uint32_t idem_ttl_s, approval_ttl_s;
+    /* Every transaction of this process holds it shared; a map resize holds
+     * it exclusively, since mdb_env_set_mapsize needs no open transaction. */
+    pthread_rwlock_t maplock;
+
+    pthread_mutex_t intern_mu;
+    struct interned *interned;
+
+    /* The writer. mu guards the queues, the flags and stats. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct pg_ledger_req *q_head, *q_tail;
+    size_t q_len;
+    struct pg_ledger_req *done_head, *done_tail;
+    bool started, stopping;
+    pthread_t thread;
+    uv_async_t *async;               /* freed in its close callback */
+    atomic_bool ready;
+    struct pg_ledger_stats stats;    /* map_size also read under maplock */
+    uint64_t vseq;                   /* writer only: velocity mark sequence */
+    int64_t last_prune;              /* writer only: request time of the last prune */
+    bool prune_more;                 /* writer only: the last prune ran out of budget */
+};
+
+/* One transaction and what the code working in it needs. LMDB failures set
+ * mdb_rc and come back as PG_ESTORE, so MDB_MAP_FULL can be told apart. */
+struct ltx {
+    struct pg_ledger *l;
+    MDB_txn *txn;
+    bool write;
+    int mdb_rc;
+    /* the reservation counter, read once and written once per transaction */
+    bool next_loaded, next_dirty;
+    uint64_t next_resv;
+};
+
+/* --- env.c: transactions ------------------------------------------------- */
+
+PG_WUR int ltx_begin(struct pg_ledger *l, bool write, struct ltx *t);
+void ltx_abort(struct ltx *t);
+/* Commits (writing the reservation counter first). 0 or PG_ESTORE. */
+PG_WUR int ltx_commit(struct ltx *t);
+/* Runs fn in a write transaction and commits it; on MDB_MAP_FULL (from fn
+ * or the commit) grows the map and runs fn again from the start, so fn must
+ * reset whatever it wrote outside LMDB. fn's own negative code aborts and is
+ * returned. *mdb_rc (may be NULL) gets the last LMDB error, 0 if none. */
+PG_WUR int ledger_write(struct pg_ledger *l, int (*fn)(struct ltx *t, void *arg), void *arg,
+                        int *mdb_rc);
+/* Doubles the map up to map_size_max. 0, or PG_ESTORE when at the max. */
+PG_WUR int ledger_grow(struct pg_ledger *l);
+
+/* 0, PG_ENOTFOUND, or PG_ESTORE. The value is valid until the transaction
+ * ends or the next write to the same database. */
+PG_WUR int ltx_get(struct ltx *t, enum ldb db, const void *k, size_t kn, MDB_val *v);
+PG_WUR int ltx_put(struct ltx *t, enum ldb db, const void *k, size_t kn, const void *v, size_t vn);
+/* Reserves vn bytes for the value and returns where to write them. */
+PG_WUR int ltx_reserve(struct ltx *t, enum ldb db, const void *k, size_t kn, size_t vn,
+                       void **out);
+/* Deleting what is not there is fine. 0 or PG_ESTORE. */
+PG_WUR int ltx_del(struct ltx *t, enum ldb db, const void *k, size_t kn);
+PG_WUR int ltx_cursor(struct ltx *t, enum ldb db, MDB_cursor **out);
+static inline int ltx_fail(struct ltx *t, int rc)
+{
+    t->mdb_rc = rc;
+    return PG_ESTORE;
+}
+/* Next reservation id (starts at 1). */
+PG_WUR int ltx_next_reservation(struct ltx *t, uint64_t *id);
+
+/* writer.c: stops and joins the writer, runs the last callbacks, closes
+ * the async handle. No-op when it never started. */
+void ledger_writer_stop(struct pg_ledger *l);
+
+/* A copy of s that lives until pg_ledger_close; "" when it cannot allocate. */
+const char *ledger_intern(struct pg_ledger *l, const char *s);
+
+/* --- byte order ------------------------------------------------------------ */
+
+static inline void be64_put(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static inline uint64_t be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Times in keys: the sign bit flipped so that big-endian bytes sort as
+ * signed numbers. */
+static inline void time_put(uint8_t *p, int64_t t)
+{
+    be64_put(p, (uint64_t)t ^ (UINT64_C(1) << 63));
+}
+
+static inline int64_t time_get(const uint8_t *p)
+{
+    return (int64_t)(be64_get(p) ^ (UINT64_C(1) << 63));
+}
+
+/* --- record codecs: little-endian, length-prefixed strings ------------------ */
+
+/* Writes into p (cap bytes), or only counts when p is NULL; len is what the
+ * record needs either way. */
+struct enc {
+    uint8_t *p;
+    size_t cap, len;
+};
+
+static inline void enc_bytes(struct enc *e, const void *d, size_t n)
+{
+    if (e->p && e->len + n <= e->cap && n)
+        memcpy(e->p + e->len, d, n);
+    e->len += n;
+}
+
+static inline void enc_u8(struct enc *e, uint8_t v)
+{
+    enc_bytes(e, &v, 1);
+}
+
+static inline void enc_u32(struct enc *e, uint32_t v)
+{
+    uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+    enc_bytes(e, b, 4);
+}
+
+static inline void enc_u64(struct enc *e, uint64_t v)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    enc_bytes(e, b, 8);
+}
+
+static inline void enc_i64(struct enc *e, int64_t v)
+{
+    enc_u64(e, (uint64_t)v);
+}
+
+/* A string of at most 65535 bytes (callers' fields are far shorter). */
+static inline void enc_str(struct enc *e, const char *s)
+{
+    size_t n = strnlen(s, 65535);
+    uint8_t b[2] = { (uint8_t)n, (uint8_t)(n >> 8) };
+    enc_bytes(e, b, 2);
+    enc_bytes(e, s, n);
+}
+
+struct dec {
+    const uint8_t *p;
+    size_t len, off;
+    bool bad;                        /* short record or a field too long */
+};
+
+static inline const uint8_t *dec_take(struct dec *d, size_t n)
+{
+    if (d->bad || d->len - d->off < n) {
+        d->bad = true;
+        return NULL;
+    }
+    const uint8_t *p = d->p + d->off;
+    d->off += n;
+    return p;
+}
+
+static inline uint8_t dec_u8(struct dec *d)
+{
+    const uint8_t *p = dec_take(d, 1);
+    return p ? p[0] : 0;
+}
+
+static inline uint32_t dec_u32(struct dec *d)
+{
+    const uint8_t *p = dec_take(d, 4);
+    return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
+             : 0;
+}
+
+static inline uint64_t dec_u64(struct dec *d)
+{
+    const uint8_t *p = dec_take(d, 8);
+    uint64_t v = 0;
+    for (int i = 7; p && i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static inline int64_t dec_i64(struct dec *d)
+{
+    return (int64_t)dec_u64(d);
+}
+
+static inline void dec_bytes(struct dec *d, void *out, size_t n)
+{
+    const uint8_t *p = dec_take(d, n);
+    if (p)
+        memcpy(out, p, n);
+    else
+        memset(out, 0, n);
+}
+
+/* Copies a string into out (cap bytes with its NUL). */
+static inline void dec_str(struct dec *d, char *out, size_t cap)
+{
+    const uint8_t *b = dec_take(d, 2);
+    size_t n = b ? (size_t)(b[0] | b[1] << 8) : 0;
+    const uint8_t *p = dec_take(d, n);
+    if (!p || n >= cap) {
+        d->bad = true;
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* strnlen over a fixed char array field of a request. */
+#define FIELD_LEN(a) strnlen((a), sizeof(a))
+
+/* --- keys -------------------------------------------------------------------- */
+
+/* a \0 b: idempotency keys. Returns the length, 0 when it does not fit. */
+size_t key_pair(uint8_t *out, size_t cap, const char *a, size_t an, const char *b, size_t bn);
+
+/* --- records ------------------------------------------------------------------ */
+
+/* Idempotency record: what one agent's key did. */
+enum idem_state { IDEM_IN_FLIGHT = 1, IDEM_DONE = 2, IDEM_HELD = 3 };
+enum {
+    IDEM_F_RESTORE = 1u << 0,        /* the policy had refunds_restore at BEGIN */
+    IDEM_F_CREATED = 1u << 1,        /* this request created its reservation */
+    IDEM_F_COUNTED = 1u << 2         /* a SETTLE counted money without a reservation
+                                        (refund restore, unreserved post): never twice */
+};
+struct idem {
+    uint8_t state;
+    uint8_t op, action, flags;
+    char currency[4];                /* the currency spend was counted in */
+    uint64_t epoch;                  /* process that sent it; 0 unresolved */
+    int64_t created_at, updated_at;
+    uint64_t reservation;
+    int64_t day_start;               /* BEGIN's day bucket */
+    int64_t delta;                   /* what this request added to its reservation */
+    uint8_t fingerprint[PG_SHA256_LEN];
+    char approval_id[PG_ID_MAX + 1];
+    /* DONE: the stored answer, pointing into the LMDB value (valid only in
+     * the transaction that read it: copy it out before it ends) */
+    int status;
+    const uint8_t *head, *body;
+    uint32_t head_len, body_len;
+};
+/* PG_ENOTFOUND, PG_ESTORE, or 0 with *r decoded. */
+PG_WUR int idem_get(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r);
+/* Writes *r; with resp (DONE) the answer is stored after it. */
+PG_WUR int idem_put(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r,
+                    const struct pg_stored_response *resp);
+
+/* Reservation. */
+enum resv_state { RESV_PENDING = 1, RESV_AUTHORIZED = 2, RESV_POSTED = 3, RESV_VOIDED = 4 };
+struct resv {
+    uint64_t id;
+    uint8_t state, op;
+    char currency[4];
+    int64_t pending;                 /* counted in the bucket's pending now */
+    int64_t reserved;                /* first amount reserved */
+    int64_t posted;                  /* what POST reported */
+    int64_t created_at, updated_at;
+    int64_t day_start;               /* bucket it counts in */
+    char agent[PG_ID_MAX + 1];
+    char org[PG_ID_MAX + 1];
+    char object_id[PG_ID_MAX + 1];
+    char route[256];
+    char idem_key[PG_IDEM_KEY_MAX + 1];
+};
+PG_WUR int resv_get(struct ltx *t, uint64_t id, struct resv *r);
+PG_WUR int resv_put(struct ltx *t, const struct resv *r);
+const char *resv_state_name(uint8_t state);
+/* objects: rail object id -> reservation id. */
+PG_WUR int objects_get(struct ltx *t, const char *object_id, uint64_t *id);
+PG_WUR int objects_put(struct ltx *t, const char *object_id, uint64_t id);
+
+/* Spend buckets and velocity (spend.c). */
+struct window_spend {
+    int64_t posted[3], pending[3];   /* day, week, month */
+};
+PG_WUR int spend_windows(struct ltx *t, const char *agent, const char *currency,
+                         const struct pg_windows *w, struct window_spend *out);
+PG_WUR int velocity_count(struct ltx *t, const char *agent, int64_t now, uint32_t period,
+                          uint32_t *out);
+PG_WUR int velocity_mark(struct ltx *t, const char *agent, int64_t now);
+/* Adds to a day bucket: posted and pending end floored at 0. PG_ERANGE when
+ * a total would overflow (nothing written). */
+PG_WUR int bucket_add(struct ltx *t, const char *agent, const char *currency, int64_t day,
+                      int64_t dposted, int64_t dpending);
+/* Reads a bucket (zeros when absent). */
+PG_WUR int bucket_get(struct ltx *t, const char *agent, const char *currency, int64_t day,
+                      int64_t *posted, int64_t *pending);
+/* Saturating add for totals compared against limits: a total too big to
+ * represent is over any limit, so fail closed by saturating. */
+static inline int64_t sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r))
+        return b > 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+/* Records an index entry for pruning. */
+PG_WUR int expiry_add(struct ltx *t, uint8_t kind, int64_t when, const void *k, size_t kn);
+
+/* Approvals (approvals.c). */
+struct appr {
+    struct pg_approval a;            /* route points at `route` below */
+    uint8_t stored_status;           /* as written (PENDING even when expired) */
+    uint8_t fingerprint[PG_SHA256_LEN];
+    int64_t limit;                   /* approval threshold that held it */
+    char route[256];
+};
+PG_WUR int appr_get(struct ltx *t, const char *id, struct appr *r);
+PG_WUR int appr_put(struct ltx *t, const struct appr *r);
+/* A new approval from a HOLD; fills r and r->a.id. */
+PG_WUR int appr_create(struct ltx *t, const struct pg_ledger_req *req, const char *currency,
+                       struct appr *r);
+/* Status as of now. */
+enum pg_approval_status appr_status(const struct appr *r, int64_t now);
+
+/* Audit (audit.c). */
+struct audit_entry {
+    int64_t time;
+    const char *org, *agent, *actor, *action, *route;
+    const uint8_t *fingerprint;      /* NULL or all zero: omitted */
+    bool has_amount;
+    int64_t amount;
+    const char *currency, *counterparty, *decision, *reason, *outcome, *approval, *note;
+    uint64_t reservation;            /* 0: omitted */
+};
+/* Appends one entry to its org's chain. 0, PG_ESTORE, PG_ENOMEM, PG_ECRYPTO. */
+PG_WUR int audit_append(struct ltx *t, const struct audit_entry *e);
+/* Copies s into out with every run of 13-19 digits masked to its last 4. */
+void audit_mask_digits(const char *s, char *out, size_t cap);
+
+/* The three request kinds, in the writer's transaction (begin.c, settle.c).
+ * Item-level failures go to req->status; the return is 0 or a code that
+ * fails the whole batch (PG_ESTORE with t->mdb_rc, PG_ENOMEM, PG_ECRYPTO). */
+PG_WUR int ledger_do_begin(struct ltx *t, struct pg_ledger_req *req);
+PG_WUR int ledger_do_settle(struct ltx *t, struct pg_ledger_req *req);
+PG_WUR int ledger_do_record(struct ltx *t, struct pg_ledger_req *req);
+
+/* Pruning in a given transaction (prune.c). */
+PG_WUR int ledger_prune_txn(struct ltx *t, int64_t now, size_t budget, size_t *done, bool *more);
+
+/* Shared by begin.c and settle.c: "agent:<id>". */
+void actor_of(char *out, size_t cap, const char *agent);
+/* Checks the fields every request kind needs. */
+bool req_who_ok(const struct pg_ledger_req *req);
+
+#endif /* PG_LEDGER_INT_H */

@@ -1,0 +1,286 @@
+/* The group-commit writer. The loop thread queues requests (submit); one
+ * writer thread takes the whole queue, runs every item in ONE write
+ * transaction, commits once (one fsync pair for the batch), hands the items
+ * back through a completion list and wakes the loop with uv_async_send; the
+ * async callback runs each item's cb on the loop thread. The writer holds a
+ * write transaction across LMDB work only: no locks of ours, no callbacks. */
+#include "common/pg.h"
+#include "ledger/ledger_int.h"
+
+#include <stdlib.h>
+
+/* --- the loop side ------------------------------------------------------------ */
+
+/* Runs the callbacks of every finished item. Loop thread. */
+static void deliver(struct pg_ledger *l)
+{
+    pthread_mutex_lock(&l->mu);
+    struct pg_ledger_req *r = l->done_head;
+    l->done_head = l->done_tail = NULL;
+    pthread_mutex_unlock(&l->mu);
+    while (r) {
+        struct pg_ledger_req *next = r->next;
+        r->next = NULL;
+        r->cb(r);
+        r = next;
+    }
+}
+
+static void on_async(uv_async_t *h)
+{
+    deliver(h->data);
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+int pg_ledger_submit_many(struct pg_ledger *l, struct pg_ledger_req **reqs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct pg_ledger_req *r = reqs[i];
+        if (!r || !r->cb || (r->kind != PG_LEDGER_BEGIN && r->kind != PG_LEDGER_SETTLE &&
+                             r->kind != PG_LEDGER_RECORD))
+            return PG_EPARSE;
+    }
+    pthread_mutex_lock(&l->mu);
+    if (!l->started || l->stopping || l->q_len + n > LEDGER_QUEUE_MAX) {
+        pthread_mutex_unlock(&l->mu);
+        return PG_EBUSY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct pg_ledger_req *r = reqs[i];
+        r->status = 0;
+        r->next = NULL;
+        /* Kept so that a batch retried after growing the map starts from
+         * the verdict the caller gave, not the one the first attempt made. */
+        r->decision_in = r->decision;
+        if (r->kind == PG_LEDGER_BEGIN)
+            memset(&r->replay, 0, sizeof(r->replay));
+        if (l->q_tail)
+            l->q_tail->next = r;
+        else
+            l->q_head = r;
+        l->q_tail = r;
+    }
+    l->q_len += n;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+int pg_ledger_submit(struct pg_ledger *l, struct pg_ledger_req *req)
+{
+    return pg_ledger_submit_many(l, &req, 1);
+}
+
+void pg_ledger_req_free(struct pg_ledger_req *req)
+{
+    if (!req)
+        return;
+    free(req->replay.head);
+    free(req->replay.body);
+    memset(&req->replay, 0, sizeof(req->replay));
+}
+
+/* --- the writer thread ------------------------------------------------------ */
+
+struct batch {
+    struct pg_ledger_req *head;
+};
+
+/* Clears what an earlier attempt at this batch produced. */
+static void reset_outputs(struct pg_ledger_req *r)
+{
+    r->status = 0;
+    if (r->kind != PG_LEDGER_BEGIN)
+        return;
+    pg_ledger_req_free(r);
+    r->result = PG_BEGIN_DECIDED;
+    r->reservation = 0;
+    r->approval_id[0] = '\0';
+    r->decision = r->decision_in;
+}
+
+static int batch_fn(struct ltx *t, void *arg)
+{
+    struct batch *b = arg;
+    for (struct pg_ledger_req *r = b->head; r; r = r->next) {
+        reset_outputs(r);
+        int rc = 0;
+        switch (r->kind) {
+        case PG_LEDGER_BEGIN: rc = ledger_do_begin(t, r); break;
+        case PG_LEDGER_SETTLE: rc = ledger_do_settle(t, r); break;
+        case PG_LEDGER_RECORD: rc = ledger_do_record(t, r); break;
+        }
+        if (rc != 0)
+            return rc; /* the whole batch fails: LMDB rolls every item back */
+    }
+    return 0;
+}
+
+/* Runs one batch; returns the latest request time in it (the writer's
+ * clock for pruning, so tests can drive it). */
+static int64_t run_batch(struct pg_ledger *l, struct pg_ledger_req *head, size_t n)
+{
+    struct batch b = { head };
+    int mdb_rc = 0;
+    int rc = ledger_write(l, batch_fn, &b, &mdb_rc);
+    int64_t now = 0;
+    for (struct pg_ledger_req *r = head; r; r = r->next) {
+        if (r->now > now)
+            now = r->now;
+        if (rc != 0) {
+            reset_outputs(r);
+            r->status = PG_ESTORE;
+        }
+    }
+    /* A map full at its maximum fails this batch, but a smaller one may
+     * still fit: only other failures (I/O, corruption) make us not ready. */
+    if (rc == 0)
+        atomic_store(&l->ready, true);
+    else if (mdb_rc != MDB_MAP_FULL)
+        atomic_store(&l->ready, false);
+    pthread_mutex_lock(&l->mu);
+    if (rc == 0) {
+        l->stats.batches++;
+        l->stats.items += n;
+        if (n > l->stats.max_batch)
+            l->stats.max_batch = n;
+    } else {
+        l->stats.failed_batches++;
+    }
+    pthread_mutex_unlock(&l->mu);
+    return now;
+}
+
+struct prune_args {
+    int64_t now;
+    size_t budget, done;
+    bool more;
+};
+
+static int prune_fn(struct ltx *t, void *arg)
+{
+    struct prune_args *p = arg;
+    p->done = 0;
+    p->more = false;
+    return ledger_prune_txn(t, p->now, p->budget, &p->done, &p->more);
+}
+
+static int prune_run(struct pg_ledger *l, int64_t now, size_t budget, bool *more)
+{
+    struct prune_args p = { now, budget ? budget : LEDGER_PRUNE_BUDGET, 0, false };
+    int rc = ledger_write(l, prune_fn, &p, NULL);
+    if (more)
+        *more = rc == 0 && p.more;
+    if (rc == 0) {
+        pthread_mutex_lock(&l->mu);
+        l->stats.pruned += p.done;
+        pthread_mutex_unlock(&l->mu);
+    }
+    return rc;
+}
+
+int pg_ledger_prune(struct pg_ledger *l, int64_t now, size_t budget, bool *more)
+{
+    return prune_run(l, now, budget, more);
+}
+
+/* At most once a minute of request time, or again at once when the last
+ * pass ran out of budget; a failure is retried at the next chance. */
+static void maybe_prune(struct pg_ledger *l, int64_t now)
+{
+    if (!l->prune_more && now - l->last_prune < LEDGER_PRUNE_EVERY_S)
+        return;
+    bool more = false;
+    if (prune_run(l, now, 0, &more) == 0) {
+        l->last_prune = now;
+        l->prune_more = more;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct pg_ledger *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->q_head && !l->stopping)
+            pthread_cond_wait(&l->cv, &l->mu);
+        if (!l->q_head)
+            break; /* stopping, and everything queued is done */
+        struct pg_ledger_req *head = l->q_head, *tail = l->q_tail;
+        size_t n = l->q_len;
+        l->q_head = l->q_tail = NULL;
+        l->q_len = 0;
+        pthread_mutex_unlock(&l->mu);
+
+        int64_t now = run_batch(l, head, n);
+
+        pthread_mutex_lock(&l->mu);
+        if (l->done_tail)
+            l->done_tail->next = head;
+        else
+            l->done_head = head;
+        l->done_tail = tail;
+        pthread_mutex_unlock(&l->mu);
+        uv_async_send(l->async);
+
+        maybe_prune(l, now);
+        pthread_mutex_lock(&l->mu);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+int pg_ledger_start(struct pg_ledger *l, uv_loop_t *loop)
+{
+    if (l->read_only || l->started)
+        return PG_EBUSY;
+    uv_async_t *a = calloc(1, sizeof(*a));
+    if (!a)
+        return PG_ENOMEM;
+    int rc = uv_async_init(loop, a, on_async);
+    if (rc != 0) {
+        free(a);
+        return rc;
+    }
+    a->data = l;
+    l->async = a;
+    pthread_mutex_lock(&l->mu);
+    l->started = true;
+    l->stopping = false;
+    pthread_mutex_unlock(&l->mu);
+    atomic_store(&l->ready, true);
+    rc = pthread_create(&l->thread, NULL, writer_main, l);
+    if (rc != 0) {
+        pthread_mutex_lock(&l->mu);
+        l->started = false;
+        pthread_mutex_unlock(&l->mu);
+        atomic_store(&l->ready, false);
+        uv_close((uv_handle_t *)a, free_handle);
+        l->async = NULL;
+        return -rc;
+    }
+    return 0;
+}
+
+void ledger_writer_stop(struct pg_ledger *l)
+{
+    pthread_mutex_lock(&l->mu);
+    bool started = l->started;
+    l->stopping = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    if (!started)
+        return;
+    pthread_join(l->thread, NULL); /* the writer drains the queue first */
+    atomic_store(&l->ready, false);
+    deliver(l);
+    uv_close((uv_handle_t *)l->async, free_handle);
+    l->async = NULL;
+    pthread_mutex_lock(&l->mu);
+    l->started = false;
+    pthread_mutex_unlock(&l->mu);
+}
