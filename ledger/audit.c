@@ -13,7 +13,7 @@
 
 #define CANON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
 #define HEAD_LEN 48 /* version, 7 spare bytes, seq, hash */
-#define HASH_SUFFIX_LEN 76 /* ,"hash":" + 64 hex + "} */
+#define HASH_SUFFIX_LEN 75 /* ,"hash":" (9) + 64 hex + "} (2) */
 
 /* --- building an entry ------------------------------------------------------ */
 

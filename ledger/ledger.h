@@ -354,20 +354,22 @@ PG_WUR int pg_ledger_pending(struct pg_ledger *l, const char *agent,
  * the last 4), decision, reason, outcome, reservation, approval, note, and
  * prev_hash (hex). Its canonical bytes are jansson's
  * json_dumps(JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII): no spaces,
- * keys sorted, non-ASCII escaped, absent fields omitted. Its hash is
+ * keys sorted, non-ASCII escaped as \uXXXX with upper-case hex (UTF-16
+ * pairs beyond the BMP), absent fields omitted. Verifying never re-encodes:
+ * it hashes the stored bytes. Its hash is
  *     hash_n = SHA-256(raw prev_hash ‖ canonical bytes_n)
  * with prev_hash of entry 1 = 32 zero bytes, prev_hash of entry n = hash_n-1.
  *
  * Export (JSON Lines, one entry per line, oldest first) writes the canonical
  * bytes with `,"hash":"<64 hex>"` inserted before the final `}`. To verify a
  * chain outside payguard, with sha256 alone: for each line in order, take the
- * last 76 bytes off (`,"hash":"` + 64 hex + `"}`) and put back `}`: that is
+ * last 75 bytes off (`,"hash":"` + 64 hex + `"}`) and put back `}`: that is
  * the canonical entry; check that its "prev_hash" is the previous line's
  * "hash" (64 zeros for seq 1) and that SHA-256(unhex(prev_hash) ‖ canonical)
  * is this line's "hash", and that seq goes 1, 2, 3 without a gap. In Python:
  *     prev = bytes(32)
  *     for line in open("audit.jsonl", "rb"):
- *         line = line.rstrip(b"\n"); canon = line[:-76] + b"}"
+ *         line = line.rstrip(b"\n"); canon = line[:-75] + b"}"
  *         h = bytes.fromhex(line[-66:-2].decode())
  *         assert hashlib.sha256(prev + canon).digest() == h; prev = h
  *
