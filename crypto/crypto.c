@@ -5,11 +5,28 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+
+/* Fetched once: the implicit lookup inside EVP_sha256() costs as much as
+ * hashing a small message. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    return sha256_md ? sha256_md : EVP_sha256();
+}
 
 int pg_sha256(const void *data, size_t len, uint8_t out[PG_SHA256_LEN])
 {
     unsigned int outlen = 0;
-    if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1 ||
+    if (EVP_Digest(data, len, out, &outlen, sha256(), NULL) != 1 ||
         outlen != PG_SHA256_LEN)
         return PG_ECRYPTO;
     return 0;
@@ -19,7 +36,7 @@ int pg_sha256_parts(const struct pg_slice *parts, size_t n, uint8_t out[PG_SHA25
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int outlen = 0;
-    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+    int ok = ctx && EVP_DigestInit_ex(ctx, sha256(), NULL) == 1;
     for (size_t i = 0; ok && i < n; i++)
         ok = parts[i].len == 0 || EVP_DigestUpdate(ctx, parts[i].ptr, parts[i].len) == 1;
     ok = ok && EVP_DigestFinal_ex(ctx, out, &outlen) == 1 && outlen == PG_SHA256_LEN;

@@ -17,6 +17,7 @@ void pg_msg_reset(struct pg_msg *m)
     m->nhdrs = 0;
     m->target_off = m->target_len = 0;
     m->in_value = false;
+    m->conn_custom = false;
 }
 
 void pg_msg_free(struct pg_msg *m)
@@ -211,6 +212,7 @@ static int on_headers_complete(llhttp_t *h)
     }
     p->keep_alive = llhttp_should_keep_alive(h) != 0;
     p->past_headers = true;
+    pg_msg_scan_connection(m);
     return 0;
 }
 
@@ -358,24 +360,87 @@ static bool listed_in_connection(const struct pg_msg *m, struct pg_slice name)
     return false;
 }
 
+static bool eq_nocase(struct pg_slice a, const char *lit, size_t n)
+{
+    return a.len == n && pg_slice_eq_nocase(a, pg_slice_of(lit, n));
+}
+
+static bool has_prefix_nocase(struct pg_slice a, const char *lit, size_t n)
+{
+    return a.len >= n && pg_slice_eq_nocase(pg_slice_of(a.ptr, n), pg_slice_of(lit, n));
+}
+
+#define EQ(lit) eq_nocase(name, lit, sizeof(lit) - 1)
+
+void pg_msg_scan_connection(struct pg_msg *m)
+{
+    m->conn_custom = false;
+    for (uint32_t i = 0; i < m->nhdrs && !m->conn_custom; i++) {
+        if (!pg_slice_eq_nocase(pg_msg_name(m, i), PG_SLICE("Connection")))
+            continue;
+        struct pg_slice v = pg_msg_value(m, i);
+        size_t s = 0;
+        while (s < v.len) {
+            size_t e = s;
+            while (e < v.len && v.ptr[e] != ',')
+                e++;
+            size_t a = s, b = e;
+            while (a < b && (v.ptr[a] == ' ' || v.ptr[a] == '\t'))
+                a++;
+            while (b > a && (v.ptr[b - 1] == ' ' || v.ptr[b - 1] == '\t'))
+                b--;
+            struct pg_slice tok = pg_slice_of(v.ptr + a, b - a);
+            if (tok.len && !pg_slice_eq_nocase(tok, PG_SLICE("close")) &&
+                !pg_slice_eq_nocase(tok, PG_SLICE("keep-alive")))
+                m->conn_custom = true;
+            s = e + 1;
+        }
+    }
+}
+
+/* Dispatch on the first letter: this runs for every header of every
+ * request and answer. */
 bool pg_http_drop_header(const struct pg_msg *m, struct pg_slice name)
 {
-    static const struct pg_slice drop[] = {
-        PG_SLICE_INIT("Connection"), PG_SLICE_INIT("Keep-Alive"),
-        PG_SLICE_INIT("TE"), PG_SLICE_INIT("Trailer"),
-        PG_SLICE_INIT("Transfer-Encoding"), PG_SLICE_INIT("Upgrade"),
-        PG_SLICE_INIT("Content-Length"), PG_SLICE_INIT("Host"),
-        PG_SLICE_INIT("Authorization"), PG_SLICE_INIT("Expect"),
-        PG_SLICE_INIT("HTTP2-Settings"),
-    };
-    for (size_t i = 0; i < PG_ARRAY_LEN(drop); i++)
-        if (pg_slice_eq_nocase(name, drop[i]))
+    if (name.len == 0)
+        return true;
+    switch (name.ptr[0] | 0x20) {
+    case 'a':
+        if (EQ("Authorization"))
             return true;
-    if (name.len >= 6 && pg_slice_eq_nocase(pg_slice_of(name.ptr, 6), PG_SLICE("Proxy-")))
-        return true;
-    if (name.len >= 9 && pg_slice_eq_nocase(pg_slice_of(name.ptr, 9), PG_SLICE("Payguard-")))
-        return true;
-    return listed_in_connection(m, name);
+        break;
+    case 'c':
+        if (EQ("Connection") || EQ("Content-Length"))
+            return true;
+        break;
+    case 'e':
+        if (EQ("Expect"))
+            return true;
+        break;
+    case 'h':
+        if (EQ("Host") || EQ("HTTP2-Settings"))
+            return true;
+        break;
+    case 'k':
+        if (EQ("Keep-Alive"))
+            return true;
+        break;
+    case 'p':
+        if (has_prefix_nocase(name, "Proxy-", 6) || has_prefix_nocase(name, "Payguard-", 9))
+            return true;
+        break;
+    case 't':
+        if (EQ("TE") || EQ("Trailer") || EQ("Transfer-Encoding"))
+            return true;
+        break;
+    case 'u':
+        if (EQ("Upgrade"))
+            return true;
+        break;
+    default:
+        break;
+    }
+    return m->conn_custom && listed_in_connection(m, name);
 }
 
 #define APPEND(expr)                                                           \

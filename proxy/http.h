@@ -28,6 +28,7 @@ struct pg_msg {
     uint32_t target_off, target_len;  /* request target, or response reason */
     struct pg_buf body;
     bool in_value;                    /* last piece appended was a value */
+    bool conn_custom;                 /* Connection lists names beyond close/keep-alive */
 };
 
 void pg_msg_reset(struct pg_msg *m);
@@ -38,6 +39,9 @@ struct pg_slice pg_msg_name(const struct pg_msg *m, uint32_t i);
 struct pg_slice pg_msg_value(const struct pg_msg *m, uint32_t i);
 /* Index of the first header called `name` (any case), or -1. */
 int pg_msg_find(const struct pg_msg *m, struct pg_slice name);
+/* Notes whether the Connection header names other headers (to be dropped);
+ * call once the headers are complete. */
+void pg_msg_scan_connection(struct pg_msg *m);
 /* Appends a piece of a header name or value as llhttp delivers them. */
 PG_WUR int pg_msg_add_name(struct pg_msg *m, const char *p, size_t n, uint32_t max_hdrs);
 PG_WUR int pg_msg_add_value(struct pg_msg *m, const char *p, size_t n);

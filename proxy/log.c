@@ -54,23 +54,39 @@ static void put_kv_str(struct line *l, const char *k, const char *v, size_t n)
 
 static void put_kv_u64(struct line *l, const char *k, uint64_t v)
 {
-    char num[32];
-    int n = snprintf(num, sizeof(num), ",\"%s\":%llu", k, (unsigned long long)v);
-    put(l, num, (size_t)n);
+    char num[24];
+    size_t i = sizeof(num);
+    do {
+        num[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    puts_raw(l, ",\"");
+    puts_raw(l, k);
+    puts_raw(l, "\":");
+    put(l, num + i, sizeof(num) - i);
 }
 
+/* The date part changes once a second: format it once a second. Loop
+ * thread only. */
 static void put_time(struct line *l)
 {
+    static time_t cached_sec = -1;
+    static char cached[32];
+    static size_t cached_len;
     struct timespec ts;
-    struct tm tm;
-    char t[64];
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%S", &tm);
-    int k = snprintf(t + n, sizeof(t) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+    if (ts.tv_sec != cached_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+        cached_sec = ts.tv_sec;
+    }
+    long ms = ts.tv_nsec / 1000000;
+    char frac[6] = { '.', (char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10),
+                     'Z', '"' };
     puts_raw(l, "{\"time\":\"");
-    put(l, t, n + (size_t)k);
-    puts_raw(l, "\"");
+    put(l, cached, cached_len);
+    put(l, frac, sizeof(frac));
 }
 
 static void emit(FILE *f, struct line *l)

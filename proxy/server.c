@@ -210,6 +210,24 @@ void conn_flush(struct conn *c)
 {
     if (c->state == CONN_CLOSING || c->out.len == 0)
         return;
+    /* Most answers fit the socket buffer: write them now and keep the
+     * buffer for the next answer, with no allocation and no re-arming. */
+    if (c->writes_in_flight == 0) {
+        uv_buf_t now = uv_buf_init(c->out.p, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+        if (n == (int)c->out.len) {
+            c->out.len = 0;
+            return;
+        }
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        if (n > 0) {
+            memmove(c->out.p, c->out.p + n, c->out.len - (size_t)n);
+            c->out.len -= (size_t)n;
+        }
+    }
     struct write_req *w = malloc(sizeof(*w));
     if (!w) {
         conn_close(c);
@@ -261,8 +279,14 @@ void conn_request_done(struct conn *c)
 {
     if (c->state == CONN_CLOSING)
         return;
+    if (!c->parser.keep_alive || c->srv->draining)
+        c->close_after_write = true;
+    /* The answer goes out before the log line is written. */
+    conn_flush(c);
     if (c->req_start_us && !c->admin)
         log_request(c);
+    if (c->state == CONN_CLOSING)
+        return;
     if (c->rt) {
         runtime_release(c->rt);
         c->rt = NULL;
@@ -276,10 +300,7 @@ void conn_request_done(struct conn *c)
     c->status = 0;
     c->error = NULL;
     c->sent_head = c->resp_chunked = c->retried = false;
-    if (!c->parser.keep_alive || c->srv->draining)
-        c->close_after_write = true;
     c->state = CONN_READING;
-    conn_flush(c);
     if (c->close_after_write) {
         uv_timer_stop(&c->timer);
         if (c->writes_in_flight == 0)
@@ -732,6 +753,8 @@ static void accept_conn(uv_stream_t *listener, bool admin)
         c->parser.keep_alive = false;
         conn_write(c, overload_503, sizeof(overload_503) - 1);
         conn_flush(c);
+        if (c->state != CONN_CLOSING && c->writes_in_flight == 0)
+            conn_close(c);
         return;
     }
     arm_timer(c, srv->rt->cfg->limits.idle_timeout_ms);

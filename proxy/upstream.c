@@ -217,6 +217,22 @@ static void on_up_write(uv_write_t *req, int status)
 
 static int up_write_raw(struct upconn *u, char *data, size_t len)
 {
+    if (u->writes == 0) {
+        uv_buf_t now = uv_buf_init(data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&u->tcp, &now, 1);
+        if (n == (int)len) {
+            free(data);
+            return 0;
+        }
+        if (n < 0 && n != UV_EAGAIN) {
+            free(data);
+            return PG_EUPSTREAM;
+        }
+        if (n > 0) {
+            memmove(data, data + n, len - (size_t)n);
+            len -= (size_t)n;
+        }
+    }
     struct up_write *w = malloc(sizeof(*w));
     if (!w) {
         free(data);
@@ -330,19 +346,15 @@ static int on_resp_value(llhttp_t *h, const char *at, size_t n)
     return pg_msg_add_value(m, at, n) ? -1 : 0;
 }
 
+/* Hop-by-hop and framing headers of the rail's answer stay behind; the
+ * agent-side headers the request filter also drops (Authorization, Host,
+ * Expect) are legitimate in an answer and pass. */
 static bool resp_drop_header(const struct pg_msg *m, struct pg_slice name)
 {
-    static const struct pg_slice drop[] = {
-        PG_SLICE_INIT("Connection"), PG_SLICE_INIT("Keep-Alive"), PG_SLICE_INIT("TE"),
-        PG_SLICE_INIT("Trailer"), PG_SLICE_INIT("Transfer-Encoding"),
-        PG_SLICE_INIT("Upgrade"), PG_SLICE_INIT("Content-Length"),
-        PG_SLICE_INIT("Proxy-Authenticate"), PG_SLICE_INIT("Proxy-Connection"),
-    };
-    for (size_t i = 0; i < PG_ARRAY_LEN(drop); i++)
-        if (pg_slice_eq_nocase(name, drop[i]))
-            return true;
-    return pg_http_drop_header(m, name) && !pg_slice_eq_nocase(name, PG_SLICE("Authorization")) &&
-           !pg_slice_eq_nocase(name, PG_SLICE("Host")) && !pg_slice_eq_nocase(name, PG_SLICE("Expect"));
+    if (name.len && ((name.ptr[0] | 0x20) == 'a' || (name.ptr[0] | 0x20) == 'e' ||
+                     ((name.ptr[0] | 0x20) == 'h' && name.len == 4)))
+        return false;
+    return pg_http_drop_header(m, name);
 }
 
 static int on_resp_headers_complete(llhttp_t *h)
@@ -356,6 +368,7 @@ static int on_resp_headers_complete(llhttp_t *h)
         return 0; /* interim answers stay between payguard and the rail */
     if (!c)
         return -1;
+    pg_msg_scan_connection(m);
     bool head = c->parser.llhttp.method == HTTP_HEAD;
     bool no_body = head || status == 204 || status == 304;
     bool client_close = !c->parser.keep_alive || c->srv->draining;
