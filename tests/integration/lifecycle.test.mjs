@@ -243,6 +243,7 @@ test('SIGTERM drains: the in-flight request completes, listeners close, idle con
     assert.equal(code, 0, `exit code ${code} (86 = leak under ASan)\n${pg.tail(80)}`);
     assert.ok(!pg.events.some((e) => /drain timeout/.test(e.msg ?? '')), 'finished before the drain timeout');
     const log = pg.requestLogs().at(-1);
+    assert.ok(log, 'the drained request was logged before exit');
     assert.equal(log.status, 200);
     await mock.stop();
 });

@@ -154,6 +154,8 @@ test('through the Stripe SDK: a deny raises StripePermissionError, a hold Stripe
 });
 
 test('the request log carries the decision and the reason', async () => {
+    /* each log line is written just after its answer */
+    await pg.waitEvent((e) => e.agent === 'approving' && e.status === 402, 'the hold\'s log line');
     const logs = pg.requestLogs();
     const denied = logs.find((l) => l.agent === 'capped' && l.reason === 'per_transaction_limit' && l.amount === 5001);
     assert.ok(denied, 'a log line for the per-transaction denial');

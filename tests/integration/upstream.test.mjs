@@ -117,7 +117,8 @@ test('rail down (port closed): 502 payguard_rail_unreachable', async () => {
     stripeShapedError(assert, res, 502, 'payguard_rail_unreachable');
     assert.equal(res.json.error.type, 'api_error');
     assert.match(res.json.error.message, /connect/i);
-    const log = s.pg.requestLogs().at(-1);
+    /* the log line is written just after the answer */
+    const log = await s.pg.waitEvent((e) => e.msg === undefined && e.rail === 'down', 'the request log line');
     assert.equal(log.status, 502);
     assert.equal(log.rail, 'down');
 });
