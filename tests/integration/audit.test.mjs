@@ -29,17 +29,19 @@ const PAN = '4242424242424242';
 
 before(async () => {
     const dir = await makeTmp('audit');
-    for (const a of ['auditee', 'globexer']) tok[a] = await newToken(a);
+    for (const a of ['auditee', 'globexer', 'payonly']) tok[a] = await newToken(a);
     mock = await startMockrail();
     const cfg = configObject(dir, {
         rails: { stripe: httpRail(mock.url) },
         orgs: { acme: { timezone: 'UTC' }, globex: { timezone: 'Europe/Paris' } },
         policies: {
             audited: { currency: 'usd', per_transaction: '500.00', approval_above: '100.00', daily: '2000.00' },
+            payonly: { currency: 'usd', operations: ['payment', 'read'] },
         },
         agents: [
             { id: 'auditee', org: 'acme', token: tok.auditee.hash, rails: ['stripe'], policy: 'audited' },
             { id: 'globexer', org: 'globex', token: tok.globexer.hash, rails: ['stripe'], policy: 'audited' },
+            { id: 'payonly', org: 'acme', token: tok.payonly.hash, rails: ['stripe'], policy: 'payonly' },
         ],
     });
     file = await writeConfig(dir, cfg);
@@ -117,7 +119,7 @@ test('audit export re-verifies with node:crypto alone, and agrees with audit ver
     assert.equal(since.lines[0], acme.lines[2], 'the same bytes as the full export');
 });
 
-test('reads are not audited; denials of money requests are, with any card number masked', async () => {
+test('reads are not audited; denials of money requests are, with a card number in the counterparty masked', async () => {
     const before = await count('acme');
     for (let i = 0; i < 3; i++) {
         const r = await request(pg.port, { path: '/v1/balance', headers: { Authorization: `Bearer ${tok.auditee.token}` } });
@@ -125,14 +127,25 @@ test('reads are not audited; denials of money requests are, with any card number
     }
     assert.equal(await count('acme'), before, 'three reads, no entry');
 
-    const pan = await payAs('auditee', `amount=1000&currency=usd&payment_method_data[type]=card&payment_method_data[card][number]=${PAN}`);
-    assert.ok(pan.status >= 400 && pan.status < 500, `a raw card number is refused: ${pan.status} ${pan.body}`);
-    const denied = await payAs('auditee', 'amount=60000&currency=usd');
+    // A card number where a counterparty goes: refused over the limit, audited, masked.
+    const denied = await payAs('auditee', `amount=60000&currency=usd&transfer_data[destination]=acct_${PAN}`);
     stripeShapedError(assert, denied, 403, 'payguard_per_transaction_limit');
     const ex = await auditExport(file, { org: 'acme' });
-    assert.ok(ex.lines.length >= before + 1, `the denials are audited (${before} → ${ex.lines.length})`);
+    assert.ok(ex.lines.length >= before + 1, `the denial is audited (${before} → ${ex.lines.length})`);
+    const entry = ex.entries.slice(before).find((e) => e.action === 'deny' || /per_transaction/.test(e.reason ?? ''));
+    assert.ok(entry, `a deny entry: ${ex.lines.slice(before).join('\n')}`);
     assert.ok(!ex.stdout.includes(PAN), 'the card number never reaches the audit log');
+    assert.match(entry.counterparty ?? '', /4242$/, `masked to the last 4: ${JSON.stringify(entry)}`);
     assert.deepEqual(verifyChain(ex.lines).problems, []);
+
+    // A config request (registering a webhook endpoint) the policy does not allow.
+    const n = ex.lines.length;
+    const cfgDenied = await payAs('payonly', 'url=https://hooks.example.com/x&enabled_events[]=*', key(),
+                                  { path: '/v1/webhook_endpoints' });
+    stripeShapedError(assert, cfgDenied, 403, 'payguard_operation_not_allowed');
+    const after = await auditExport(file, { org: 'acme' });
+    assert.ok(after.entries.slice(n).some((e) => e.agent === 'payonly' || e.actor === 'agent:payonly'),
+              `the config denial is audited: ${after.lines.slice(n).join('\n')}`);
 });
 
 /* Every offset of `needle` in `buf`. */
