@@ -435,7 +435,6 @@ int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out, 
                 goto fail_env;
             }
         } while (l->epoch == 0); /* 0 marks unresolved keys */
-        l->vseq = l->epoch;
         int last = 0;
         rc = ledger_write(l, init_fn, NULL, &last);
         if (rc == PG_ERANGE) {

@@ -324,8 +324,11 @@ PG_WUR int pg_ledger_approval_decide(struct pg_ledger *l, const char *id, bool a
 /* --- views and the audit chain (read transactions; any thread) -------------- */
 
 /* Posted + pending spend of `agent` in `currency` for the three windows, and
- * money operations in (now - velocity_period_s, now] (both structs get the
- * count; 0 when the period is 0). Read transaction; any thread. */
+ * money operations since now - velocity_period_s, exclusive (both structs
+ * get the count; 0 when the period is 0). Marks are kept a day, so periods
+ * up to a day count exactly; marks written after a clock stepped back carry
+ * the latest mark's time and count until it leaves the period (fail
+ * closed). O(log n) whatever the period. Read transaction; any thread. */
 PG_WUR int pg_ledger_spend(struct pg_ledger *l, const char *agent, const char *currency,
                            const struct pg_windows *w, int64_t now, uint32_t velocity_period_s,
                            struct pg_spend *posted, struct pg_spend *pending);

@@ -77,7 +77,6 @@ struct pg_ledger {
     uv_async_t *async;               /* freed in its close callback */
     atomic_bool ready;
     struct pg_ledger_stats stats;    /* map_size also read under maplock */
-    uint64_t vseq;                   /* writer only: velocity mark sequence */
     int64_t last_prune;              /* writer only: request time of the last prune */
     bool prune_more;                 /* writer only: the last prune ran out of budget */
 };

@@ -122,6 +122,13 @@ int spend_windows(struct ltx *t, const char *agent, const char *cur, const struc
 
 /* --- velocity ---------------------------------------------------------------- */
 
+/* Velocity marks: agent \0 ts \0 seq -> empty. Per agent, ts never goes
+ * down (a clock that steps back writes at the last mark's time, which only
+ * makes the mark count a little longer) and seq grows by one per mark, so
+ * the marks since any instant are a difference of two seqs found with two
+ * seeks: O(log n) however long the period and however many marks. Marks
+ * after `now` (a clock stepped back) count too: that fails closed. */
+
 /* agent \0 ts \0 seq; with_seq false gives the prefix to seek from. */
 static size_t velocity_key(uint8_t *k, const char *agent, int64_t ts, uint64_t seq, bool with_seq)
 {
@@ -136,38 +143,84 @@ static size_t velocity_key(uint8_t *k, const char *agent, int64_t ts, uint64_t s
     return an + 18;
 }
 
+struct mark {
+    bool found;
+    int64_t ts;
+    uint64_t seq;
+};
+
+/* The agent's first mark at or after `from`, or (from == INT64_MAX) its
+ * last mark. */
+static int mark_find(struct ltx *t, MDB_cursor *c, const char *agent, int64_t from, struct mark *m)
+{
+    uint8_t k[96];
+    size_t an = strnlen(agent, PG_ID_MAX);
+    MDB_val key = { 0, k }, val;
+    int mrc;
+    m->found = false;
+    if (from != INT64_MAX) {
+        key.mv_size = velocity_key(k, agent, from, 0, false);
+        mrc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
+    } else {
+        /* agent \1 sorts after every key of the agent: step back from it */
+        memcpy(k, agent, an);
+        k[an] = 1;
+        key.mv_size = an + 1;
+        mrc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
+        if (mrc == 0)
+            mrc = mdb_cursor_get(c, &key, &val, MDB_PREV);
+        else if (mrc == MDB_NOTFOUND)
+            mrc = mdb_cursor_get(c, &key, &val, MDB_LAST);
+    }
+    if (mrc == MDB_NOTFOUND)
+        return 0;
+    if (mrc != 0)
+        return ltx_fail(t, mrc);
+    const uint8_t *kp = key.mv_data;
+    if (key.mv_size != an + 18 || memcmp(kp, agent, an) != 0 || kp[an] != 0)
+        return 0; /* another agent's */
+    m->found = true;
+    m->ts = time_get(kp + an + 1);
+    m->seq = be64_get(kp + an + 10);
+    return 0;
+}
+
 int velocity_count(struct ltx *t, const char *agent, int64_t now, uint32_t period, uint32_t *out)
 {
     *out = 0;
     if (period == 0)
         return 0;
-    uint8_t k[96];
-    size_t an = strnlen(agent, PG_ID_MAX);
-    size_t kn = velocity_key(k, agent, sat_add(now, -(int64_t)period + 1), 0, false);
     MDB_cursor *c;
     int rc = ltx_cursor(t, DB_VELOCITY, &c);
     if (rc != 0)
         return rc;
-    MDB_val key = { kn, k }, val;
-    int mrc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
-    while (mrc == 0) {
-        const uint8_t *kp = key.mv_data;
-        if (key.mv_size != an + 18 || memcmp(kp, k, an + 1) != 0 || time_get(kp + an + 1) > now)
-            break;
-        if (*out < UINT32_MAX)
-            (*out)++;
-        mrc = mdb_cursor_get(c, &key, &val, MDB_NEXT);
-    }
+    struct mark first, last;
+    /* (now - period, now] starts at now - period + 1 */
+    rc = mark_find(t, c, agent, sat_add(now, -(int64_t)period + 1), &first);
+    if (rc == 0 && first.found)
+        rc = mark_find(t, c, agent, INT64_MAX, &last);
     mdb_cursor_close(c);
-    return mrc == 0 || mrc == MDB_NOTFOUND ? 0 : ltx_fail(t, mrc);
+    if (rc == 0 && first.found && last.found && last.seq >= first.seq) {
+        uint64_t n = last.seq - first.seq + 1;
+        *out = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    }
+    return rc;
 }
 
 int velocity_mark(struct ltx *t, const char *agent, int64_t now)
 {
+    MDB_cursor *c;
+    struct mark last;
+    int rc = ltx_cursor(t, DB_VELOCITY, &c);
+    if (rc != 0)
+        return rc;
+    rc = mark_find(t, c, agent, INT64_MAX, &last);
+    mdb_cursor_close(c);
+    if (rc != 0)
+        return rc;
     uint8_t k[96];
-    /* The sequence starts from the random epoch, so marks of two processes
-     * in the same second do not collide. */
-    size_t kn = velocity_key(k, agent, now, ++t->l->vseq, true);
+    int64_t ts = last.found && last.ts > now ? last.ts : now;
+    size_t kn = velocity_key(k, agent, ts, last.found ? last.seq + 1 : 1, true);
     return ltx_put(t, DB_VELOCITY, k, kn, "", 0);
 }
 

@@ -678,6 +678,19 @@ static void test_velocity(void **state)
     expect_begin(pay("fast", "v5", USD(1), MONDAY + 60), PG_BEGIN_DECIDED, "velocity_limit");
 }
 
+static void test_velocity_clock_steps_back(void **state)
+{
+    (void)state;
+    /* The wall clock steps back 30 s between requests: the earlier marks
+     * still count, so the limit holds (3 a minute). */
+    expect_begin(pay("fast", "a", USD(1), MONDAY + 30), PG_BEGIN_PROCEED, NULL);
+    expect_begin(pay("fast", "b", USD(1), MONDAY), PG_BEGIN_PROCEED, NULL);
+    expect_begin(pay("fast", "c", USD(1), MONDAY + 1), PG_BEGIN_PROCEED, NULL);
+    expect_begin(pay("fast", "d", USD(1), MONDAY + 2), PG_BEGIN_DECIDED, "velocity_limit");
+    /* Once the clock passes the latest mark by a period, all is clear. */
+    expect_begin(pay("fast", "e", USD(1), MONDAY + 91), PG_BEGIN_PROCEED, NULL);
+}
+
 /* --- two-phase transitions ---------------------------------------------------------- */
 
 static void test_post_then_illegal_repeats(void **state)
@@ -1441,11 +1454,13 @@ static void test_prune_budget_and_writer(void **state)
     expect_begin(pay("open", "late2", USD(1), MONDAY + 3 * DAY + 61), PG_BEGIN_PROCEED, NULL);
     pg_ledger_stats(T.l, &after);
     assert_true(after.pruned >= before.pruned + 20);
+    /* A period reaching back to MONDAY sees only the two recent marks. */
     struct pg_spend p, q;
     struct pg_windows w;
-    pg_tz_windows(tz_of("open"), MONDAY, &w);
-    assert_int_equal(pg_ledger_spend(T.l, "open", "usd", &w, MONDAY, 3600, &p, &q), 0);
-    assert_int_equal(p.velocity_count, 0);
+    int64_t now = MONDAY + 3 * DAY + 61;
+    pg_tz_windows(tz_of("open"), now, &w);
+    assert_int_equal(pg_ledger_spend(T.l, "open", "usd", &w, now, 3 * DAY + 3600, &p, &q), 0);
+    assert_int_equal(p.velocity_count, 2);
 }
 
 /* --- map growth -------------------------------------------------------------------------- */
@@ -1524,6 +1539,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exact_limit_boundary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_concurrency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_velocity, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_velocity_clock_steps_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_then_illegal_repeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_void_then_illegal_repeats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_then_post, setup, teardown),
