@@ -1,6 +1,7 @@
 /* The audit chain: one hash-chained, append-only log per org, written in the
  * same transaction as the change it records. Entry bytes are jansson's
- * compact, key-sorted, ASCII-escaped JSON; hash = SHA-256(prev ‖ bytes).
+ * compact, key-sorted, ASCII-escaped JSON (written by canon.c); hash =
+ * SHA-256(prev ‖ bytes).
  * Here too: walking the chains to verify them, JSON Lines export, and the
  * recent entries of one agent. */
 #include "common/pg.h"
@@ -9,9 +10,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
-#include <time.h>
 
-#define CANON_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
 #define HEAD_LEN 48 /* version, 7 spare bytes, seq, hash */
 #define HASH_SUFFIX_LEN 75 /* ,"hash":" (9) + 64 hex + "} (2) */
 
@@ -31,89 +30,6 @@ void audit_mask_digits(const char *s, char *out, size_t cap)
             memset(out + i, '*', j - i - 4);
         i = j > i ? j : i + 1;
     }
-}
-
-/* jansson refuses invalid UTF-8; such bytes become '?' rather than losing
- * the entry. */
-static json_t *json_str(const char *s)
-{
-    json_t *j = json_string(s);
-    if (j)
-        return j;
-    size_t n = strlen(s);
-    char *copy = malloc(n + 1);
-    if (!copy)
-        return NULL;
-    for (size_t i = 0; i <= n; i++)
-        copy[i] = (unsigned char)s[i] >= 0x80 ? '?' : s[i];
-    j = json_string(copy);
-    free(copy);
-    return j;
-}
-
-static int set_str(json_t *o, const char *key, const char *s)
-{
-    if (!s || !s[0])
-        return 0;
-    json_t *j = json_str(s);
-    return j ? json_object_set_new_nocheck(o, key, j) : -1;
-}
-
-static int set_int(json_t *o, const char *key, int64_t v)
-{
-    json_t *j = json_integer((json_int_t)v);
-    return j ? json_object_set_new_nocheck(o, key, j) : -1;
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return false;
-    return true;
-}
-
-static void rfc3339(int64_t t, char out[32])
-{
-    struct tm tm;
-    time_t tt = (time_t)t;
-    if (!gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, 32, "1970-01-01T00:00:00Z");
-}
-
-static json_t *entry_json(const struct audit_entry *e, uint64_t seq, const uint8_t prev[32])
-{
-    char hex[2 * PG_SHA256_LEN + 1], when[32], cp[PG_COUNTERPARTY_MAX + 1];
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
-    rfc3339(e->time, when);
-    int bad = set_int(o, "seq", (int64_t)seq) | set_str(o, "time", when) |
-              set_str(o, "org", e->org) | set_str(o, "actor", e->actor) |
-              set_str(o, "action", e->action) | set_str(o, "agent", e->agent) |
-              set_str(o, "route", e->route) | set_str(o, "currency", e->currency) |
-              set_str(o, "decision", e->decision) | set_str(o, "reason", e->reason) |
-              set_str(o, "outcome", e->outcome) | set_str(o, "approval", e->approval) |
-              set_str(o, "note", e->note);
-    if (e->fingerprint && !all_zero(e->fingerprint, PG_SHA256_LEN)) {
-        bad |= pg_hex_encode(e->fingerprint, PG_SHA256_LEN, hex, sizeof(hex)) < 0;
-        bad |= set_str(o, "fingerprint", hex);
-    }
-    if (e->has_amount)
-        bad |= set_int(o, "amount", e->amount);
-    if (e->counterparty && e->counterparty[0]) {
-        audit_mask_digits(e->counterparty, cp, sizeof(cp));
-        bad |= set_str(o, "counterparty", cp);
-    }
-    if (e->reservation)
-        bad |= set_int(o, "reservation", (int64_t)e->reservation);
-    bad |= pg_hex_encode(prev, PG_SHA256_LEN, hex, sizeof(hex)) < 0;
-    bad |= set_str(o, "prev_hash", hex);
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
 }
 
 static size_t audit_key(uint8_t *k, const char *org, size_t on, uint64_t seq)
@@ -149,34 +65,24 @@ int audit_append(struct ltx *t, const struct audit_entry *e)
     }
     seq++;
 
-    json_t *o = entry_json(e, seq, prev);
-    if (!o)
-        return PG_ENOMEM;
     /* prev ‖ canonical bytes in one buffer, hashed in one call; the stack
      * buffer holds every ordinary entry. */
-    uint8_t stack[2048], *buf = stack;
-    size_t n = json_dumpb(o, (char *)stack + PG_SHA256_LEN, sizeof(stack) - PG_SHA256_LEN,
-                          CANON_FLAGS);
-    if (n > sizeof(stack) - PG_SHA256_LEN) {
-        buf = malloc(PG_SHA256_LEN + n);
-        if (buf)
-            n = json_dumpb(o, (char *)buf + PG_SHA256_LEN, n, CANON_FLAGS);
-    }
-    json_decref(o);
-    if (!buf || n == 0) {
-        rc = PG_ENOMEM;
+    uint8_t stack[2048];
+    struct canon_buf cb = { stack, 0, sizeof(stack), false, false };
+    memcpy(stack, prev, PG_SHA256_LEN);
+    cb.len = PG_SHA256_LEN;
+    if ((rc = audit_canon(e, seq, prev, &cb)) != 0)
         goto out;
-    }
-    memcpy(buf, prev, PG_SHA256_LEN);
-    if ((rc = pg_sha256(buf, PG_SHA256_LEN + n, hash)) != 0)
+    size_t n = cb.len - PG_SHA256_LEN;
+    if ((rc = pg_sha256(cb.p, cb.len, hash)) != 0)
         goto out;
 
     uint8_t k[PG_ID_MAX + 16];
     size_t kn = audit_key(k, e->org, on, seq);
     void *dst;
-    if ((rc = ltx_reserve(t, DB_AUDIT, k, kn, n + PG_SHA256_LEN, &dst)) != 0)
+    if ((rc = ltx_reserve(t, DB_AUDIT, k, kn, n + PG_SHA256_LEN, false, &dst)) != 0)
         goto out;
-    memcpy(dst, buf + PG_SHA256_LEN, n);
+    memcpy(dst, cb.p + PG_SHA256_LEN, n);
     memcpy((uint8_t *)dst + n, hash, PG_SHA256_LEN);
 
     uint8_t hv[HEAD_LEN];
@@ -187,8 +93,8 @@ int audit_append(struct ltx *t, const struct audit_entry *e)
     enc_bytes(&he, hash, PG_SHA256_LEN);
     rc = ltx_put(t, DB_AUDIT_HEAD, e->org, on, hv, he.len);
 out:
-    if (buf != stack)
-        free(buf);
+    if (cb.heap)
+        free(cb.p);
     return rc;
 }
 

@@ -129,7 +129,7 @@ static int hold(struct begin *b)
         r.day_start = req->windows.day_start;
         memcpy(r.fingerprint, req->fingerprint, PG_SHA256_LEN);
         memcpy(r.approval_id, a.a.id, sizeof(r.approval_id));
-        if ((rc = idem_put(b->t, b->key, b->kn, &r, NULL)) != 0)
+        if ((rc = idem_put(b->t, b->key, b->kn, &r)) != 0)
             return rc;
     }
     req->result = PG_BEGIN_DECIDED;
@@ -169,7 +169,7 @@ static int allow(struct begin *b)
                     return rc;
                 b->obj.pending = pending;
                 b->obj.updated_at = req->now;
-                if ((rc = resv_put(t, &b->obj)) != 0)
+                if ((rc = resv_put(t, &b->obj, false)) != 0)
                     return rc;
                 delta = b->grow;
                 action = "reserve";
@@ -184,7 +184,7 @@ static int allow(struct begin *b)
                 req->status = rc;
                 return 0;
             }
-            if (rc != 0 || (rc = ltx_next_reservation(t, &id)) != 0)
+            if (rc != 0 || (rc = ltx_next_id(t, CTR_RESV, &id)) != 0)
                 return rc;
             struct resv r;
             memset(&r, 0, sizeof(r));
@@ -206,7 +206,7 @@ static int allow(struct begin *b)
                 if ((rc = objects_put(t, req->object_id, id)) != 0)
                     return rc;
             }
-            if ((rc = resv_put(t, &r)) != 0)
+            if ((rc = resv_put(t, &r, true)) != 0)
                 return rc;
             delta = req->amount;
             created = true;
@@ -239,7 +239,7 @@ static int allow(struct begin *b)
         r.delta = delta;
         memcpy(r.fingerprint, req->fingerprint, PG_SHA256_LEN);
         memcpy(r.approval_id, req->approval_id, sizeof(r.approval_id));
-        if ((rc = idem_put(t, b->key, b->kn, &r, NULL)) != 0)
+        if ((rc = idem_put(t, b->key, b->kn, &r)) != 0)
             return rc;
     }
     req->reservation = id;
@@ -341,7 +341,7 @@ static int resume(struct begin *b, struct idem *r)
     struct pg_ledger_req *req = b->req;
     r->epoch = b->t->l->epoch;
     r->updated_at = req->now;
-    int rc = idem_put(b->t, b->key, b->kn, r, NULL);
+    int rc = idem_put(b->t, b->key, b->kn, r);
     if (rc != 0)
         return rc;
     req->reservation = r->reservation;
@@ -353,25 +353,15 @@ static int resume(struct begin *b, struct idem *r)
 
 static int replay(struct begin *b, const struct idem *r)
 {
-    struct pg_stored_response *out = &b->req->replay;
-    /* The stored bytes live in the LMDB page: copy them out now. */
-    char *head = malloc((size_t)r->head_len + 1), *body = malloc((size_t)r->body_len + 1);
-    if (!head || !body) {
-        free(head);
-        free(body);
-        b->req->status = PG_ENOMEM;
+    int rc = resp_get(b->t, r->response, &b->req->replay);
+    if (rc == PG_ENOMEM || rc == PG_ENOTFOUND) {
+        /* out of memory for this one, or an answer gone missing: this item
+         * fails closed, the batch goes on */
+        b->req->status = rc == PG_ENOMEM ? rc : PG_ESTORE;
         return 0;
     }
-    if (r->head_len)
-        memcpy(head, r->head, r->head_len);
-    if (r->body_len)
-        memcpy(body, r->body, r->body_len);
-    head[r->head_len] = body[r->body_len] = '\0';
-    out->status = r->status;
-    out->head = head;
-    out->head_len = r->head_len;
-    out->body = body;
-    out->body_len = r->body_len;
+    if (rc != 0)
+        return rc;
     b->req->reservation = r->reservation;
     b->req->result = PG_BEGIN_REPLAY;
     return 0;

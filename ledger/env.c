@@ -16,6 +16,7 @@ const char *const pg_ledger_db_names[DB_COUNT] = {
     [DB_SPEND] = "spend",         [DB_VELOCITY] = "velocity",
     [DB_APPROVALS] = "approvals", [DB_AUDIT] = "audit",
     [DB_AUDIT_HEAD] = "audit_head", [DB_EXPIRY] = "expiry",
+    [DB_RESPONSES] = "responses",
 };
 
 #define DEFAULT_MAP_SIZE (UINT64_C(64) << 20)
@@ -23,7 +24,7 @@ const char *const pg_ledger_db_names[DB_COUNT] = {
 #define MAP_ALIGN UINT64_C(65536) /* a multiple of every page size in use */
 #define META_SCHEMA "schema"
 #define META_EPOCH "epoch"
-#define META_RESV_NEXT "resv_next"
+static const char *const counter_keys[] = { [CTR_RESV] = "resv_next", [CTR_RESP] = "resp_next" };
 
 /* --- transactions -------------------------------------------------------- */
 
@@ -73,16 +74,18 @@ void ltx_abort(struct ltx *t)
 
 int ltx_commit(struct ltx *t)
 {
-    if (t->next_dirty) {
+    for (size_t i = 0; i < PG_ARRAY_LEN(counter_keys); i++) {
+        if (!t->ctr_dirty[i])
+            continue;
         uint8_t v[8];
         struct enc e = { v, sizeof(v), 0 };
-        enc_u64(&e, t->next_resv);
-        int rc = ltx_put(t, DB_META, META_RESV_NEXT, strlen(META_RESV_NEXT), v, sizeof(v));
+        enc_u64(&e, t->ctr[i]);
+        int rc = ltx_put(t, DB_META, counter_keys[i], strlen(counter_keys[i]), v, sizeof(v));
         if (rc != 0) {
             ltx_abort(t);
             return rc;
         }
-        t->next_dirty = false;
+        t->ctr_dirty[i] = false;
     }
     int rc = mdb_txn_commit(t->txn); /* frees the txn whatever it returns */
     t->txn = NULL;
@@ -154,11 +157,14 @@ int ltx_put(struct ltx *t, enum ldb db, const void *k, size_t kn, const void *v,
     return rc ? ltx_fail(t, rc) : 0;
 }
 
-int ltx_reserve(struct ltx *t, enum ldb db, const void *k, size_t kn, size_t vn, void **out)
+int ltx_reserve(struct ltx *t, enum ldb db, const void *k, size_t kn, size_t vn, bool append,
+                void **out)
 {
     MDB_val key = { kn, (void *)(uintptr_t)k };
     MDB_val val = { vn, NULL };
-    int rc = mdb_put(t->txn, t->l->db[db], &key, &val, MDB_RESERVE);
+    int rc = mdb_put(t->txn, t->l->db[db], &key, &val, MDB_RESERVE | (append ? MDB_APPEND : 0));
+    if (rc == MDB_KEYEXIST && append) /* not above every key after all: a plain put */
+        rc = mdb_put(t->txn, t->l->db[db], &key, &val, MDB_RESERVE);
     if (rc)
         return ltx_fail(t, rc);
     *out = val.mv_data;
@@ -178,25 +184,25 @@ int ltx_cursor(struct ltx *t, enum ldb db, MDB_cursor **out)
     return rc ? ltx_fail(t, rc) : 0;
 }
 
-int ltx_next_reservation(struct ltx *t, uint64_t *id)
+int ltx_next_id(struct ltx *t, enum counter c, uint64_t *id)
 {
-    if (!t->next_loaded) {
+    if (!t->ctr_loaded[c]) {
         MDB_val v;
-        int rc = ltx_get(t, DB_META, META_RESV_NEXT, strlen(META_RESV_NEXT), &v);
+        int rc = ltx_get(t, DB_META, counter_keys[c], strlen(counter_keys[c]), &v);
         if (rc == PG_ENOTFOUND) {
-            t->next_resv = 1;
+            t->ctr[c] = 1;
         } else if (rc != 0) {
             return rc;
         } else {
             struct dec d = { v.mv_data, v.mv_size, 0, false };
-            t->next_resv = dec_u64(&d);
-            if (d.bad || t->next_resv == 0)
+            t->ctr[c] = dec_u64(&d);
+            if (d.bad || t->ctr[c] == 0)
                 return ltx_fail(t, MDB_CORRUPTED);
         }
-        t->next_loaded = true;
+        t->ctr_loaded[c] = true;
     }
-    *id = t->next_resv++;
-    t->next_dirty = true;
+    *id = t->ctr[c]++;
+    t->ctr_dirty[c] = true;
     return 0;
 }
 

@@ -1,10 +1,13 @@
 /* Idempotency records: one per agent and Idempotency-Key, saying whether the
  * request is in flight (and from which process epoch), held for a human, or
- * done with the rail's answer stored for byte-exact replays. */
+ * done with the rail's answer stored for byte-exact replays. The answers
+ * themselves live in their own database (see resp_put). */
 #include "common/pg.h"
 #include "ledger/ledger_int.h"
 
-static void idem_encode(struct enc *e, const struct idem *r, const struct pg_stored_response *resp)
+#include <stdlib.h>
+
+static void idem_encode(struct enc *e, const struct idem *r)
 {
     enc_u8(e, LEDGER_REC_V1);
     enc_u8(e, r->state);
@@ -19,15 +22,8 @@ static void idem_encode(struct enc *e, const struct idem *r, const struct pg_sto
     enc_i64(e, r->day_start);
     enc_i64(e, r->delta);
     enc_bytes(e, r->fingerprint, PG_SHA256_LEN);
+    enc_u64(e, r->response);
     enc_str(e, r->approval_id);
-    if (r->state != IDEM_DONE)
-        return;
-    /* Lengths were checked against LEDGER_RESPONSE_MAX by the caller. */
-    enc_u32(e, (uint32_t)resp->status);
-    enc_u32(e, (uint32_t)resp->head_len);
-    enc_u32(e, (uint32_t)resp->body_len);
-    enc_bytes(e, resp->head, resp->head_len);
-    enc_bytes(e, resp->body, resp->body_len);
 }
 
 int idem_get(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r)
@@ -52,34 +48,77 @@ int idem_get(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r)
     r->day_start = dec_i64(&d);
     r->delta = dec_i64(&d);
     dec_bytes(&d, r->fingerprint, PG_SHA256_LEN);
+    r->response = dec_u64(&d);
     dec_str(&d, r->approval_id, sizeof(r->approval_id));
-    if (r->state == IDEM_DONE) {
-        r->status = (int)(int32_t)dec_u32(&d);
-        r->head_len = dec_u32(&d);
-        r->body_len = dec_u32(&d);
-        r->head = dec_take(&d, r->head_len);
-        r->body = dec_take(&d, r->body_len);
-    }
     if (d.bad || r->state < IDEM_IN_FLIGHT || r->state > IDEM_HELD)
         return ltx_fail(t, MDB_CORRUPTED);
     return 0;
 }
 
-int idem_put(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r,
-             const struct pg_stored_response *resp)
+int idem_put(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r)
 {
-    static const struct pg_stored_response none = { 0, NULL, 0, NULL, 0 };
-    if (!resp)
-        resp = &none;
-    /* Sized first, then written straight into the page LMDB reserves: no
-     * copy of a large stored answer through a scratch buffer. */
-    struct enc e = { NULL, 0, 0 };
-    idem_encode(&e, r, resp);
-    void *dst;
-    int rc = ltx_reserve(t, DB_IDEM, key, kn, e.len, &dst);
+    uint8_t buf[256];
+    struct enc e = { buf, sizeof(buf), 0 };
+    idem_encode(&e, r);
+    if (e.len > sizeof(buf))
+        return PG_ETOOBIG; /* cannot happen: every field is bounded */
+    return ltx_put(t, DB_IDEM, key, kn, buf, e.len);
+}
+
+int resp_put(struct ltx *t, const struct pg_stored_response *resp, uint64_t *id)
+{
+    uint8_t k[8];
+    int rc = ltx_next_id(t, CTR_RESP, id);
     if (rc != 0)
         return rc;
-    struct enc w = { dst, e.len, 0 };
-    idem_encode(&w, r, resp);
+    be64_put(k, *id);
+    /* Lengths were checked against LEDGER_RESPONSE_MAX by the caller. The
+     * value is written straight into the page LMDB reserves. */
+    struct enc e = { NULL, 0, 0 };
+    for (int pass = 0; pass < 2; pass++) {
+        enc_u8(&e, LEDGER_REC_V1);
+        enc_u32(&e, (uint32_t)resp->status);
+        enc_u32(&e, (uint32_t)resp->head_len);
+        enc_u32(&e, (uint32_t)resp->body_len);
+        enc_bytes(&e, resp->head, resp->head_len);
+        enc_bytes(&e, resp->body, resp->body_len);
+        if (pass == 0) {
+            void *dst;
+            if ((rc = ltx_reserve(t, DB_RESPONSES, k, sizeof(k), e.len, true, &dst)) != 0)
+                return rc;
+            e = (struct enc){ dst, e.len, 0 };
+        }
+    }
+    return 0;
+}
+
+int resp_get(struct ltx *t, uint64_t id, struct pg_stored_response *out)
+{
+    uint8_t k[8];
+    MDB_val v;
+    be64_put(k, id);
+    int rc = ltx_get(t, DB_RESPONSES, k, sizeof(k), &v);
+    if (rc != 0)
+        return rc;
+    struct dec d = { v.mv_data, v.mv_size, 0, false };
+    bool ok = dec_u8(&d) == LEDGER_REC_V1;
+    int status = (int)(int32_t)dec_u32(&d);
+    uint32_t hn = dec_u32(&d), bn = dec_u32(&d);
+    const uint8_t *head = dec_take(&d, hn), *body = dec_take(&d, bn);
+    if (!ok || d.bad)
+        return ltx_fail(t, MDB_CORRUPTED);
+    /* The bytes live in the LMDB page: copy them out before the txn ends. */
+    char *h = malloc((size_t)hn + 1), *b = malloc((size_t)bn + 1);
+    if (!h || !b) {
+        free(h);
+        free(b);
+        return PG_ENOMEM;
+    }
+    if (hn)
+        memcpy(h, head, hn);
+    if (bn)
+        memcpy(b, body, bn);
+    h[hn] = b[bn] = '\0';
+    *out = (struct pg_stored_response){ status, h, hn, b, bn };
     return 0;
 }

@@ -46,9 +46,11 @@ struct pg_ledger_options {
  * little-endian, in keys big-endian so they sort; times in keys are i64 with
  * the sign bit flipped so that they sort as signed):
  *   meta        "schema" -> u32, "epoch" -> u64 (last read-write opener),
- *               "resv_next" -> u64 (next reservation id)
+ *               "resv_next", "resp_next" -> u64 (next ids)
  *   idem        agent \0 idem_key -> idempotency record (state, epoch,
- *               fingerprint, reservation, stored response when DONE)
+ *               fingerprint, reservation, answer id when DONE): small and
+ *               fixed, since random keys make this tree's writes random
+ *   responses   u64 BE id -> stored answer {status, head, body}, appended
  *   resv        u64 BE id -> reservation
  *   objects     rail object id -> u64 reservation id
  *   spend       agent \0 currency \0 day_start -> {posted, pending}

@@ -35,6 +35,7 @@ enum ldb {
     DB_AUDIT,
     DB_AUDIT_HEAD,
     DB_EXPIRY,
+    DB_RESPONSES,
     DB_COUNT
 };
 
@@ -88,9 +89,16 @@ struct ltx {
     MDB_txn *txn;
     bool write;
     int mdb_rc;
-    /* the reservation counter, read once and written once per transaction */
-    bool next_loaded, next_dirty;
-    uint64_t next_resv;
+    /* id counters (enum counter), each read once and written once per
+     * transaction */
+    bool ctr_loaded[2], ctr_dirty[2];
+    uint64_t ctr[2];
+};
+
+/* Ids handed out in order and never reused, kept in meta. */
+enum counter {
+    CTR_RESV,                        /* reservations */
+    CTR_RESP                         /* stored answers */
 };
 
 /* --- env.c: transactions ------------------------------------------------- */
@@ -112,9 +120,11 @@ PG_WUR int ledger_grow(struct pg_ledger *l);
  * ends or the next write to the same database. */
 PG_WUR int ltx_get(struct ltx *t, enum ldb db, const void *k, size_t kn, MDB_val *v);
 PG_WUR int ltx_put(struct ltx *t, enum ldb db, const void *k, size_t kn, const void *v, size_t vn);
-/* Reserves vn bytes for the value and returns where to write them. */
+/* Reserves vn bytes for the value and returns where to write them. With
+ * `append` (a key above every key in db: ids from a counter) LMDB fills
+ * pages completely instead of splitting them in half. */
 PG_WUR int ltx_reserve(struct ltx *t, enum ldb db, const void *k, size_t kn, size_t vn,
-                       void **out);
+                       bool append, void **out);
 /* Deleting what is not there is fine. 0 or PG_ESTORE. */
 PG_WUR int ltx_del(struct ltx *t, enum ldb db, const void *k, size_t kn);
 PG_WUR int ltx_cursor(struct ltx *t, enum ldb db, MDB_cursor **out);
@@ -123,8 +133,8 @@ static inline int ltx_fail(struct ltx *t, int rc)
     t->mdb_rc = rc;
     return PG_ESTORE;
 }
-/* Next reservation id (starts at 1). */
-PG_WUR int ltx_next_reservation(struct ltx *t, uint64_t *id);
+/* The next id of a counter (starts at 1). */
+PG_WUR int ltx_next_id(struct ltx *t, enum counter c, uint64_t *id);
 
 /* writer.c: stops and joins the writer, runs the last callbacks, closes
  * the async handle. No-op when it never started. */
@@ -309,17 +319,20 @@ struct idem {
     int64_t delta;                   /* what this request added to its reservation */
     uint8_t fingerprint[PG_SHA256_LEN];
     char approval_id[PG_ID_MAX + 1];
-    /* DONE: the stored answer, pointing into the LMDB value (valid only in
-     * the transaction that read it: copy it out before it ends) */
-    int status;
-    const uint8_t *head, *body;
-    uint32_t head_len, body_len;
+    uint64_t response;               /* DONE: id of the stored answer in responses */
 };
 /* PG_ENOTFOUND, PG_ESTORE, or 0 with *r decoded. */
 PG_WUR int idem_get(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r);
-/* Writes *r; with resp (DONE) the answer is stored after it. */
-PG_WUR int idem_put(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r,
-                    const struct pg_stored_response *resp);
+PG_WUR int idem_put(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r);
+
+/* Stored answers live apart from the idempotency records, under ids that
+ * only grow: keys are random, so their tree is written at random pages, and
+ * keeping 1-3 KB answers out of it keeps it small and dense; the answers
+ * themselves are appended in order. */
+PG_WUR int resp_put(struct ltx *t, const struct pg_stored_response *resp, uint64_t *id);
+/* Copies the answer into malloc'd head and body (NUL-terminated) in *out.
+ * PG_ENOTFOUND, PG_ENOMEM, PG_ESTORE. */
+PG_WUR int resp_get(struct ltx *t, uint64_t id, struct pg_stored_response *out);
 
 /* Reservation. */
 enum resv_state { RESV_PENDING = 1, RESV_AUTHORIZED = 2, RESV_POSTED = 3, RESV_VOIDED = 4 };
@@ -339,7 +352,8 @@ struct resv {
     char idem_key[PG_IDEM_KEY_MAX + 1];
 };
 PG_WUR int resv_get(struct ltx *t, uint64_t id, struct resv *r);
-PG_WUR int resv_put(struct ltx *t, const struct resv *r);
+/* `fresh`: a new reservation, whose id is above every other. */
+PG_WUR int resv_put(struct ltx *t, const struct resv *r, bool fresh);
 const char *resv_state_name(uint8_t state);
 /* objects: rail object id -> reservation id. */
 PG_WUR int objects_get(struct ltx *t, const char *object_id, uint64_t *id);
@@ -403,6 +417,20 @@ struct audit_entry {
 PG_WUR int audit_append(struct ltx *t, const struct audit_entry *e);
 /* Copies s into out with every run of 13-19 digits masked to its last 4. */
 void audit_mask_digits(const char *s, char *out, size_t cap);
+
+/* A buffer that starts on the caller's stack and moves to the heap when it
+ * must grow (heap set: free p). */
+struct canon_buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool heap, oom;
+};
+/* Appends the canonical bytes of entry e as entry `seq` after `prev` (canon.c).
+ * 0 or PG_ENOMEM. */
+PG_WUR int audit_canon(const struct audit_entry *e, uint64_t seq, const uint8_t prev[PG_SHA256_LEN],
+                       struct canon_buf *b);
+/* RFC 3339 UTC with seconds: "2026-11-23T12:00:00Z". */
+void audit_time(int64_t t, char out[21]);
 
 /* The three request kinds, in the writer's transaction (begin.c, settle.c).
  * Item-level failures go to req->status; the return is 0 or a code that

@@ -71,7 +71,11 @@ static int drop_idem(struct prune *p, int64_t when, const uint8_t *key, size_t n
      * record this entry was written for goes. */
     if (r.state != IDEM_DONE || r.updated_at != when)
         return 0;
-    p->done++;
+    uint8_t rk[8];
+    be64_put(rk, r.response);
+    if ((rc = ltx_del(p->t, DB_RESPONSES, rk, sizeof(rk))) != 0)
+        return rc;
+    p->done += 2;
     return ltx_del(p->t, DB_IDEM, key, n);
 }
 

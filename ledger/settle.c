@@ -199,7 +199,7 @@ int ledger_do_settle(struct ltx *t, struct pg_ledger_req *req)
         }
         if (p.change) {
             r.updated_at = req->now;
-            if ((rc = resv_put(t, &r)) != 0)
+            if ((rc = resv_put(t, &r, false)) != 0)
                 return rc;
         }
         if (map && (rc = objects_put(t, req->result_object_id, r.id)) != 0)
@@ -218,7 +218,8 @@ int ledger_do_settle(struct ltx *t, struct pg_ledger_req *req)
             ir.flags |= IDEM_F_COUNTED;
         if (req->store_response) {
             ir.state = IDEM_DONE;
-            if ((rc = idem_put(t, key, kn, &ir, &req->response)) != 0 ||
+            if ((rc = resp_put(t, &req->response, &ir.response)) != 0 ||
+                (rc = idem_put(t, key, kn, &ir)) != 0 ||
                 (rc = expiry_add(t, EXP_IDEM_DONE, req->now, key, kn)) != 0)
                 return rc;
         } else if (req->outcome == PG_SETTLE_VOID) {
@@ -230,7 +231,7 @@ int ledger_do_settle(struct ltx *t, struct pg_ledger_req *req)
             /* The money may have moved and the agent got no rail answer:
              * the next retry re-sends under the same rail key. */
             ir.epoch = 0;
-            if ((rc = idem_put(t, key, kn, &ir, NULL)) != 0)
+            if ((rc = idem_put(t, key, kn, &ir)) != 0)
                 return rc;
         }
     }

@@ -302,15 +302,19 @@ int resv_get(struct ltx *t, uint64_t id, struct resv *r)
     return resv_decode(&v, id, r) ? 0 : ltx_fail(t, MDB_CORRUPTED);
 }
 
-int resv_put(struct ltx *t, const struct resv *r)
+int resv_put(struct ltx *t, const struct resv *r, bool fresh)
 {
-    uint8_t k[8], buf[1024];
+    uint8_t k[8];
     be64_put(k, r->id);
-    struct enc e = { buf, sizeof(buf), 0 };
+    struct enc e = { NULL, 0, 0 };
     resv_encode(&e, r);
-    if (e.len > sizeof(buf))
-        return PG_ETOOBIG; /* cannot happen: every field is bounded */
-    return ltx_put(t, DB_RESV, k, sizeof(k), buf, e.len);
+    void *dst;
+    int rc = ltx_reserve(t, DB_RESV, k, sizeof(k), e.len, fresh, &dst);
+    if (rc != 0)
+        return rc;
+    struct enc w = { dst, e.len, 0 };
+    resv_encode(&w, r);
+    return 0;
 }
 
 int objects_get(struct ltx *t, const char *object_id, uint64_t *id)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <setjmp.h>
@@ -261,6 +262,148 @@ static void test_mask_digits(void **state)
     assert_string_equal(out, "12345678901234567890");
     audit_mask_digits("x4111111111111111y4000056655665556", out, sizeof(out));
     assert_string_equal(out, "x************1111y************5556");
+}
+
+/* The definition the writer must meet: jansson's dump of the entry built as
+ * an object, with text that is not valid UTF-8 turned to ASCII and '?'. */
+static void ref_str(json_t *o, const char *k, const char *v)
+{
+    if (!v || !v[0])
+        return;
+    json_t *j = json_string(v);
+    if (!j) {
+        char copy[2048];
+        size_t n = strlen(v);
+        assert_true(n < sizeof(copy));
+        for (size_t i = 0; i <= n; i++)
+            copy[i] = (unsigned char)v[i] >= 0x80 ? '?' : v[i];
+        j = json_string(copy);
+    }
+    assert_non_null(j);
+    assert_int_equal(json_object_set_new(o, k, j), 0);
+}
+
+static char *reference(const struct audit_entry *e, uint64_t seq, const uint8_t prev[32])
+{
+    char hex[65], when[32], cp[PG_COUNTERPARTY_MAX + 1];
+    json_t *o = json_object();
+    struct tm tm;
+    time_t tt = (time_t)e->time;
+    assert_non_null(gmtime_r(&tt, &tm));
+    assert_true(strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0);
+    json_object_set_new(o, "seq", json_integer((json_int_t)seq));
+    ref_str(o, "time", when);
+    ref_str(o, "org", e->org);
+    ref_str(o, "actor", e->actor);
+    ref_str(o, "action", e->action);
+    ref_str(o, "agent", e->agent);
+    ref_str(o, "route", e->route);
+    ref_str(o, "currency", e->currency);
+    ref_str(o, "decision", e->decision);
+    ref_str(o, "reason", e->reason);
+    ref_str(o, "outcome", e->outcome);
+    ref_str(o, "approval", e->approval);
+    ref_str(o, "note", e->note);
+    if (e->fingerprint) {
+        assert_int_equal(pg_hex_encode(e->fingerprint, 32, hex, sizeof(hex)), 64);
+        ref_str(o, "fingerprint", hex);
+    }
+    if (e->has_amount)
+        json_object_set_new(o, "amount", json_integer(e->amount));
+    if (e->counterparty && e->counterparty[0]) {
+        audit_mask_digits(e->counterparty, cp, sizeof(cp));
+        ref_str(o, "counterparty", cp);
+    }
+    if (e->reservation)
+        json_object_set_new(o, "reservation", json_integer((json_int_t)e->reservation));
+    assert_int_equal(pg_hex_encode(prev, 32, hex, sizeof(hex)), 64);
+    ref_str(o, "prev_hash", hex);
+    char *out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    json_decref(o);
+    assert_non_null(out);
+    return out;
+}
+
+static void same_as_jansson(const struct audit_entry *e, uint64_t seq)
+{
+    uint8_t prev[32];
+    for (size_t i = 0; i < 32; i++)
+        prev[i] = (uint8_t)(seq * 31 + i * 7);
+    uint8_t stack[64];
+    struct canon_buf b = { stack, 0, sizeof(stack), false, false }; /* small: must grow */
+    assert_int_equal(audit_canon(e, seq, prev, &b), 0);
+    char *want = reference(e, seq, prev);
+    if (b.len != strlen(want) || memcmp(b.p, want, b.len) != 0)
+        fail_msg("canonical bytes differ:\n got  %.*s\n want %s", (int)b.len, b.p, want);
+    free(want);
+    if (b.heap)
+        free(b.p);
+}
+
+static void test_canonical_writer_is_jansson(void **state)
+{
+    (void)state;
+    static const char *const corpus[] = {
+        "plain", "quote \" backslash \\ slash / del \x7f", "\x01\x02\b\f\n\r\t\x1f end",
+        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb3 \xf4\x8f\xbf\xbf", /* 2, 3, 4 bytes, max */
+        "\xef\xbf\xbf\xee\x80\x80", /* U+FFFF, U+E000 */
+        "bad \x80 continuation", "overlong \xc0\x80", "overlong \xe0\x80\x80",
+        "surrogate \xed\xa0\x80", "too big \xf4\x90\x80\x80", "overlong \xf0\x8f\xbf\xbf",
+        "overlong \xf0\x80\x80\xaf", "overlong \xe0\x9f\xbf", "low \xed\x9f\xbf", "cut \xe2\x82", "\xf5\xff\xfe",
+        "mixed \xc3\xa9 and \xff", "?", "4111111111111111", "acct_1Trusted\xc3\xa9 5555555555554444",
+        "",
+    };
+    uint8_t fp[32];
+    for (size_t i = 0; i < 32; i++)
+        fp[i] = (uint8_t)(i * 13);
+    for (size_t i = 0; i < PG_ARRAY_LEN(corpus); i++) {
+        struct audit_entry e = {
+            .time = MONDAY + (int64_t)i * 86399, .org = "acme", .agent = corpus[i],
+            .actor = "agent:x", .action = "settle", .route = corpus[i], .fingerprint = fp,
+            .has_amount = i % 2 == 0, .amount = i % 4 == 0 ? INT64_MIN : INT64_MAX,
+            .currency = "usd", .counterparty = corpus[i], .decision = "allow", .reason = corpus[i],
+            .outcome = "post", .approval = "apr_x", .note = corpus[i],
+            .reservation = i % 3 ? UINT64_C(1) << 62 : 0,
+        };
+        same_as_jansson(&e, i + 1);
+    }
+    /* Random text, every byte value but NUL. */
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    for (int round = 0; round < 3000; round++) {
+        char s[64];
+        size_t n = (size_t)(round % 63);
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            uint8_t c = (uint8_t)(x % 255 + 1);
+            /* lean towards multi-byte starts and continuations */
+            s[i] = (char)(x % 5 == 0 ? 0x80 | (c & 0x3f) : c);
+        }
+        s[n] = '\0';
+        struct audit_entry e = { .time = (int64_t)(x % UINT64_C(253402300800)), .org = "o",
+                                 .actor = s, .action = "record", .note = s, .counterparty = s };
+        same_as_jansson(&e, (uint64_t)round + 1);
+    }
+}
+
+static void test_time_format(void **state)
+{
+    (void)state;
+    uint64_t x = 12345;
+    for (int i = 0; i < 20000; i++) {
+        x = x * 6364136223846793005u + 1442695040888963407u;
+        int64_t t = i < 5 ? (int64_t[]){ 0, 951782400, 951868800, 4107542399, 253402300799 }[i]
+                          : (int64_t)(x % UINT64_C(253402300800));
+        char got[21], want[32];
+        struct tm tm;
+        time_t tt = (time_t)t;
+        assert_non_null(gmtime_r(&tt, &tm));
+        assert_true(strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0);
+        audit_time(t, got);
+        if (strcmp(got, want) != 0)
+            fail_msg("%lld: %s, want %s", (long long)t, got, want);
+    }
 }
 
 static int unhex(char c)
@@ -631,6 +774,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_chains_verify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_canonical_form, setup, teardown),
         cmocka_unit_test(test_mask_digits),
+        cmocka_unit_test(test_canonical_writer_is_jansson),
+        cmocka_unit_test(test_time_format),
         cmocka_unit_test_setup_teardown(test_export_recipe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tamper_flip_byte, setup, teardown),
