@@ -54,7 +54,8 @@ struct pg_ledger_options {
  *   resv        u64 BE id -> reservation
  *   objects     rail object id -> u64 reservation id
  *   spend       agent \0 currency \0 day_start -> {posted, pending}
- *   velocity    agent \0 ts \0 u64 BE seq -> empty
+ *   velocity    agent \0 ts \0 u64 BE seq -> empty (per agent ts never goes
+ *               down and seq grows by one, so a count is two seeks)
  *   approvals   approval id -> approval record
  *   audit       org \0 u64 BE seq -> canonical entry bytes ‖ SHA-256 (32)
  *   audit_head  org -> {seq, hash}
@@ -133,8 +134,11 @@ enum pg_ledger_kind {
  *     grow it by that much; an INCREMENT of an unknown object reserves its
  *     whole amount. Refunds reserve nothing (SETTLE may restore budget).
  *     Money operations leave a velocity mark; the key goes IN_FLIGHT.
- * On PROCEED `decision` is an ALLOW (status 200). Replays, in-flight and
- * mismatches are not audited; everything else is, in the same transaction. */
+ * On PROCEED `decision` is an ALLOW (status 200); on REPLAY, IN_FLIGHT and
+ * MISMATCH it is left as submitted. `reservation` is also the stored one on
+ * REPLAY and IN_FLIGHT. Replays, in-flight, mismatches and retries of a hold
+ * still pending are not audited (a polling agent does not flood the log);
+ * everything else is, in the same transaction as its change. */
 
 /* What BEGIN found and did. */
 enum pg_begin_result {
@@ -224,7 +228,10 @@ struct pg_ledger_req {
     char approval_id[PG_ID_MAX + 1];
     struct pg_stored_response replay;   /* REPLAY: the stored answer */
 
-    /* SETTLE in (reservation, idem_key and who/when above) */
+    /* SETTLE in: reservation, idem_key, who/when above, and op (a refund),
+     * route and fingerprint (for the audit entry). Without an idem_key the
+     * ledger has no BEGIN record to read, so it also takes currency,
+     * windows.day_start and policy (refunds_restore) from here. */
     enum pg_settle_outcome outcome;
     int64_t settle_amount;         /* POST / AUTHORIZED: the amount the rail reports */
     char result_object_id[PG_ID_MAX + 1];   /* object the answer created (pi_...), or "" */
@@ -238,8 +245,11 @@ struct pg_ledger_req {
 
 /* Queues `req` for the writer. Returns 0 (cb will run exactly once on the
  * loop thread), or PG_EBUSY/PG_ESTORE when the ledger cannot take it now
- * (cb will not run; fail closed). `req` and the memory it points to (policy,
- * agent_cfg, response) stay the caller's and must live until cb. In cb,
+ * (cb will not run; fail closed), PG_EPARSE for a NULL cb or an unknown kind.
+ * `req` and the memory it points to (policy, agent_cfg, response) stay the
+ * caller's and must live until cb. Start from a zeroed req; `replay` is
+ * cleared here, so free a previous one (pg_ledger_req_free) before reusing a
+ * req. In cb,
  * status < 0 means nothing of it was recorded: PG_ESTORE (the batch's
  * transaction failed: disk, map full at map_size_max), PG_EPARSE (a bad
  * field: empty agent/org, negative amount, bad windows), PG_ERANGE (an

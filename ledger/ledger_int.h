@@ -21,7 +21,8 @@
 #define LEDGER_KEEP_BUCKETS_S (40 * LEDGER_DAY_S)
 #define LEDGER_KEEP_APPROVALS_S (7 * LEDGER_DAY_S)
 #define LEDGER_PRUNE_EVERY_S 60
-#define LEDGER_PRUNE_BUDGET 10000u
+#define LEDGER_PRUNE_BUDGET 10000u       /* pg_ledger_prune's default */
+#define LEDGER_PRUNE_WRITER_BUDGET 1000u /* per pass between batches: a few ms */
 #define LEDGER_KEY_MAX 511               /* LMDB's default maximum key size */
 
 enum ldb {

@@ -163,7 +163,7 @@ int ledger_do_settle(struct ltx *t, struct pg_ledger_req *req)
                                      : req->policy && pg_policy_refunds_restore(req->policy);
             if (restore) {
                 udposted = -req->settle_amount;
-                p.note = "refund restored to today's spend";
+                p.note = "refund restored to the spend of its day";
             } else {
                 p.note = "refund: spend unchanged (refunds_restore is off)";
             }

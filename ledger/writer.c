@@ -188,14 +188,16 @@ int pg_ledger_prune(struct pg_ledger *l, int64_t now, size_t budget, bool *more)
     return prune_run(l, now, budget, more);
 }
 
-/* At most once a minute of request time, or again at once when the last
- * pass ran out of budget; a failure is retried at the next chance. */
+/* At most once a minute of request time, or again after the next batch
+ * when the last pass ran out of budget (a backlog after downtime is cleared
+ * a small pass at a time, so batches never wait long); a failure is retried
+ * at the next chance. */
 static void maybe_prune(struct pg_ledger *l, int64_t now)
 {
     if (!l->prune_more && now - l->last_prune < LEDGER_PRUNE_EVERY_S)
         return;
     bool more = false;
-    if (prune_run(l, now, 0, &more) == 0) {
+    if (prune_run(l, now, LEDGER_PRUNE_WRITER_BUDGET, &more) == 0) {
         l->last_prune = now;
         l->prune_more = more;
     }
