@@ -286,7 +286,7 @@ void pg_ledger_stats(struct pg_ledger *l, struct pg_ledger_stats *out);
  * writer runs this by itself at most once a minute of request time; this
  * call is for the CLI and tests. At most `budget` deletions (0: 10000); *more
  * (may be NULL) says whether work was left. Own write transaction; any
- * thread. 0 or PG_ESTORE. */
+ * thread. 0, PG_ESTORE, or PG_EBUSY on a read-only ledger. */
 PG_WUR int pg_ledger_prune(struct pg_ledger *l, int64_t now, size_t budget, bool *more);
 
 /* --- approvals (CLI now, admin API later): own transactions, any thread ---- */
@@ -329,7 +329,9 @@ PG_WUR int pg_ledger_approval_get(struct pg_ledger *l, const char *id, int64_t n
 /* Approves or denies a pending approval, audited with `actor` (a human,
  * never an agent: "user:EMAIL" or "cli:USER"; an "agent:" actor or an empty
  * one is refused with PG_EAUTH). PG_ENOTFOUND, PG_EBUSY when it is no longer
- * pending or has expired, PG_ESTORE, 0 on success. `note` may be NULL. */
+ * pending or has expired (or the ledger is read-only), PG_ESTORE, 0 on
+ * success. `note` may be NULL. A write transaction: it waits for the
+ * writer's current batch, so keep it off the loop thread. */
 PG_WUR int pg_ledger_approval_decide(struct pg_ledger *l, const char *id, bool approve,
                                      const char *actor, const char *note, int64_t now);
 
