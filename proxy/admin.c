@@ -38,6 +38,8 @@ void admin_handle(struct conn *c)
             reply_json(c, 405, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"Use GET.\"}}");
         else if (c->srv->draining)
             reply_json(c, 503, "{\"status\":\"draining\"}");
+        else if (!c->srv->ledger || !pg_ledger_ready(c->srv->ledger))
+            reply_json(c, 503, "{\"status\":\"ledger unavailable\"}");
         else
             reply_json(c, 200, "{\"status\":\"ready\"}");
         return;

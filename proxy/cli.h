@@ -8,7 +8,10 @@
 int pg_cli_usage_error(const char *msg, const char *arg);
 bool pg_cli_is_help(const char *arg);
 
-/* `payguard policy ...`; returns the exit status. */
+/* `payguard policy|audit|ledger|approvals ...`; each returns the exit status. */
 int pg_cli_policy(int argc, char **argv);
+int pg_cli_audit(int argc, char **argv);
+int pg_cli_ledger(int argc, char **argv);
+int pg_cli_approvals(int argc, char **argv);
 
 #endif

@@ -450,7 +450,7 @@ bool pg_http_drop_header(const struct pg_msg *m, struct pg_slice name)
     } while (0)
 
 int pg_http_serialize_request(const struct pg_reqparser *p, const struct pg_rail *rail,
-                              struct pg_buf *out)
+                              const char *idempotency_key, struct pg_buf *out)
 {
     const struct pg_msg *m = &p->msg;
     struct pg_slice target = pg_msg_target(m);
@@ -470,9 +470,16 @@ int pg_http_serialize_request(const struct pg_reqparser *p, const struct pg_rail
         struct pg_slice name = pg_msg_name(m, i), value = pg_msg_value(m, i);
         if (pg_http_drop_header(m, name))
             continue;
+        if (idempotency_key && pg_slice_eq_nocase(name, PG_SLICE("Idempotency-Key")))
+            continue;
         APPEND(pg_buf_append(out, name.ptr, name.len));
         APPEND(pg_buf_append(out, ": ", 2));
         APPEND(pg_buf_append(out, value.ptr, value.len));
+        APPEND(pg_buf_append(out, "\r\n", 2));
+    }
+    if (idempotency_key) {
+        APPEND(pg_buf_append_str(out, "Idempotency-Key: "));
+        APPEND(pg_buf_append_str(out, idempotency_key));
         APPEND(pg_buf_append(out, "\r\n", 2));
     }
     bool has_body = m->body.len > 0 || p->llhttp.method == HTTP_POST ||

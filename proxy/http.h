@@ -91,9 +91,11 @@ bool pg_http_drop_header(const struct pg_msg *m, struct pg_slice name);
 
 /* Writes the request for the rail from parsed fields: request line, Host set
  * to the upstream, the rail's secret as Authorization, end-to-end headers,
- * Content-Length from the buffered body, then the body. 0 or PG_ENOMEM. */
+ * Content-Length from the buffered body, then the body. A non-NULL
+ * `idempotency_key` replaces the agent's Idempotency-Key (the rail gets a key
+ * derived from the agent and its key). 0 or PG_ENOMEM. */
 PG_WUR int pg_http_serialize_request(const struct pg_reqparser *p, const struct pg_rail *rail,
-                                     struct pg_buf *out);
+                                     const char *idempotency_key, struct pg_buf *out);
 
 /* Writes one of payguard's own answers, shaped like a Stripe error, with
  * Payguard-Decision/Payguard-Reason and Stripe-Should-Retry headers. */

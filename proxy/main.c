@@ -27,6 +27,9 @@ static const char usage_main[] =
     "  check  -c FILE            validate a config file; prints ok or every problem\n"
     "  token new --agent ID      make a new agent token and its bcrypt hash\n"
     "  policy test ...           dry-run one request through the policy rules\n"
+    "  approvals list|approve|deny   held payments waiting for a human\n"
+    "  audit verify|export       check or export the hash-chained audit log\n"
+    "  ledger show [--agent ID]  spend per window, pending reservations, decisions\n"
     "  version                   print the version\n"
     "  help [COMMAND]            show help for a command\n"
     "\n"
@@ -206,6 +209,12 @@ int main(int argc, char **argv)
             fputs(usage_token, stdout);
         else if (strcmp(topic, "policy") == 0)
             return pg_cli_policy(1, (char *[]){ (char *)"--help", NULL });
+        else if (strcmp(topic, "audit") == 0)
+            return pg_cli_audit(1, (char *[]){ (char *)"--help", NULL });
+        else if (strcmp(topic, "ledger") == 0)
+            return pg_cli_ledger(1, (char *[]){ (char *)"--help", NULL });
+        else if (strcmp(topic, "approvals") == 0)
+            return pg_cli_approvals(1, (char *[]){ (char *)"--help", NULL });
         else if (!*topic)
             fputs(usage_main, stdout);
         else
@@ -224,5 +233,11 @@ int main(int argc, char **argv)
         return cmd_token(argc - 2, argv + 2);
     if (strcmp(cmd, "policy") == 0)
         return pg_cli_policy(argc - 2, argv + 2);
+    if (strcmp(cmd, "audit") == 0)
+        return pg_cli_audit(argc - 2, argv + 2);
+    if (strcmp(cmd, "ledger") == 0)
+        return pg_cli_ledger(argc - 2, argv + 2);
+    if (strcmp(cmd, "approvals") == 0)
+        return pg_cli_approvals(argc - 2, argv + 2);
     return usage_error("unknown command", cmd);
 }

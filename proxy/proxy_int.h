@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 
 #include "auth/auth.h"
+#include "ledger/ledger.h"
 #include "common/buf.h"
 #include "config/config.h"
 #include "policy/policy.h"
@@ -69,6 +70,7 @@ struct runtime {
 enum conn_state {
     CONN_READING,                  /* waiting for (more of) a request */
     CONN_AUTH,                     /* bcrypt running in the thread pool */
+    CONN_LEDGER,                   /* waiting for the ledger's writer */
     CONN_UPSTREAM,                 /* request sent, waiting for the rail */
     CONN_RESPONDING,               /* rail's answer streaming back */
     CONN_CLOSING
@@ -90,6 +92,7 @@ struct conn {
     bool close_after_write;
     bool read_stopped;
     bool auth_pending;             /* bcrypt work holds a pointer to us */
+    bool ledger_pending;           /* a ledger request holds a pointer to us */
     bool timer_closed;
     bool tcp_closed;
     /* the request in progress */
@@ -114,7 +117,19 @@ struct conn {
 struct verdict_ctx {
     struct pg_intent intent;
     struct pg_decision decision;
-    char approval_id[40];
+    char approval_id[PG_ID_MAX + 1];
+    /* money requests: the ledger's view of this request */
+    bool money;                    /* moves money: idempotency and ledger apply */
+    bool in_ledger;                /* reserved and forwarded, not yet settled */
+    bool sent_to_rail;             /* request bytes handed to the rail connection */
+    uint64_t reservation;
+    char rail_key[64];             /* Idempotency-Key the rail gets */
+    char idem_key[PG_IDEM_KEY_MAX + 1];
+    uint8_t fingerprint[PG_SHA256_LEN];
+    struct pg_buf resp_head;       /* rail answer, buffered to settle before replying */
+    struct pg_buf resp_body;
+    int resp_status;
+    const char *error_type;        /* Stripe error type when not the verdict's default */
 };
 
 struct server {
@@ -129,6 +144,7 @@ struct server {
     struct link conns;
     uint32_t nconns;               /* agent connections open */
     uint32_t auth_inflight;        /* bcrypt checks queued in the thread pool */
+    struct pg_ledger *ledger;
     bool draining;
     int exit_code;
     FILE *log;
@@ -158,6 +174,29 @@ void upstream_forward(struct conn *c);
 void upstream_detach(struct conn *c);
 /* The client drained its write queue: resume reading from the rail. */
 void upstream_resume(struct conn *c);
+
+/* server.c, shared with money.c */
+void send_verdict(struct conn *c);
+void fail_closed(struct conn *c, const char *why);
+void conn_free_if_closed(struct conn *c);
+void verdict_ctx_free(struct verdict_ctx *vc);
+
+/* money.c: idempotency, reservations and settlement around the rail call */
+/* Takes over a classified money request whose stateless verdict is ALLOW or
+ * HOLD: checks the Idempotency-Key, asks the ledger, then forwards, replays
+ * or answers. */
+void money_begin(struct conn *c, const struct pg_org *org, int64_t now,
+                 const struct pg_policy *policy);
+/* Records a denial decided before the ledger (audit), then answers it. */
+void money_record_denial(struct conn *c, const struct pg_org *org, int64_t now);
+/* The rail's whole answer to a money request is buffered in c->vc. */
+void money_rail_answered(struct conn *c);
+/* A money request failed after it was reserved: settle it (void when it never
+ * reached the rail, else keep it pending), then answer. True when it took over. */
+bool money_fail(struct conn *c, int status, const char *type, const char *code,
+                const char *message);
+/* The agent went away mid-request: settle what was reserved. */
+void money_abandon(struct conn *c);
 
 /* admin.c */
 void admin_handle(struct conn *c);

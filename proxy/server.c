@@ -110,10 +110,21 @@ void runtime_release(struct runtime *rt)
 
 /* --- connection lifecycle ---------------------------------------------- */
 
-static void conn_free_if_closed(struct conn *c)
+void verdict_ctx_free(struct verdict_ctx *vc)
 {
-    if (!c->tcp_closed || !c->timer_closed || c->writes_in_flight || c->auth_pending)
+    if (!vc)
         return;
+    pg_buf_free(&vc->resp_head);
+    pg_buf_free(&vc->resp_body);
+    free(vc);
+}
+
+void conn_free_if_closed(struct conn *c)
+{
+    if (!c->tcp_closed || !c->timer_closed || c->writes_in_flight || c->auth_pending ||
+        c->ledger_pending)
+        return;
+    verdict_ctx_free(c->vc);
     pg_reqparser_free(&c->parser);
     pg_buf_free(&c->pending);
     pg_buf_free(&c->out);
@@ -142,12 +153,11 @@ static void conn_close(struct conn *c)
         return;
     c->state = CONN_CLOSING;
     upstream_detach(c);
+    money_abandon(c);
     if (c->rt) {
         runtime_release(c->rt);
         c->rt = NULL;
     }
-    free(c->vc);
-    c->vc = NULL;
     link_remove(&c->link);
     if (!c->admin)
         c->srv->nconns--;
@@ -291,7 +301,7 @@ void conn_request_done(struct conn *c)
         runtime_release(c->rt);
         c->rt = NULL;
     }
-    free(c->vc);
+    verdict_ctx_free(c->vc);
     c->vc = NULL;
     c->agent = NULL;
     c->rail = NULL;
@@ -344,6 +354,9 @@ static void drop_body_if_head(struct conn *c, size_t from)
 void conn_send_error(struct conn *c, int status, const char *type, const char *code,
                      const char *message, uint32_t retry_after_s)
 {
+    /* A reserved money request settles before its error is answered. */
+    if (c->state != CONN_CLOSING && money_fail(c, status, type, code, message))
+        return;
     /* The body of a refused request may still be on the wire: close. */
     bool close = status == 400 || status == 408 || status == 413 || status == 417 ||
                  status == 431 || !c->parser.keep_alive || c->srv->draining;
@@ -370,14 +383,14 @@ void conn_send_error(struct conn *c, int status, const char *type, const char *c
 }
 
 /* Answers a verdict other than ALLOW in the rail's own error format. */
-static void send_verdict(struct conn *c)
+void send_verdict(struct conn *c)
 {
     struct verdict_ctx *vc = c->vc;
     struct pg_decision *d = &vc->decision;
     char code[64];
     snprintf(code, sizeof(code), "payguard_%s", d->reason);
     bool hold = d->verdict == PG_VERDICT_HOLD;
-    const char *type = hold ? "card_error" : "invalid_request_error";
+    const char *type = vc->error_type ? vc->error_type : hold ? "card_error" : "invalid_request_error";
     bool close = !c->parser.keep_alive || c->srv->draining;
     if (close)
         c->close_after_write = true;
@@ -396,7 +409,7 @@ static void send_verdict(struct conn *c)
     conn_request_done(c);
 }
 
-static void fail_closed(struct conn *c, const char *why)
+void fail_closed(struct conn *c, const char *why)
 {
     c->error = why;
     conn_send_error(c, 503, "api_error", "payguard_unavailable",
@@ -454,23 +467,22 @@ static void decide(struct conn *c)
         return;
     }
     int64_t now = (int64_t)(now_ms_wall() / 1000);
-    struct pg_spend spend = { 0, 0, 0, 0 }; /* durable spend arrives with the ledger */
-    if (pg_policy_check(rt->policies[ai], c->agent, in, org->tz, now, d) != 0 ||
-        pg_policy_check_spend(rt->policies[ai], c->agent, in, &spend, d) != 0) {
+    const struct pg_policy *policy = rt->policies[ai];
+    if (pg_policy_check(policy, c->agent, in, org->tz, now, d) != 0) {
         fail_closed(c, "policy_failed");
         return;
     }
-    if (d->verdict == PG_VERDICT_HOLD) {
-        uint8_t raw[12];
-        char b62[24];
-        if (pg_random(raw, sizeof(raw)) != 0 || pg_base62_encode(raw, sizeof(raw), b62, sizeof(b62)) < 0) {
-            fail_closed(c, "random_failed");
-            return;
-        }
-        snprintf(c->vc->approval_id, sizeof(c->vc->approval_id), "apr_%s", b62);
+    bool money = pg_op_moves_money(in->op);
+    if (d->verdict == PG_VERDICT_DENY) {
+        /* Denials of money and config requests are audited; reads are logged. */
+        if (in->op != PG_OP_READ)
+            money_record_denial(c, org, now);
+        else
+            send_verdict(c);
+        return;
     }
-    if (d->verdict != PG_VERDICT_ALLOW) {
-        send_verdict(c);
+    if (money) {
+        money_begin(c, org, now, policy);
         return;
     }
     c->state = CONN_UPSTREAM;
@@ -902,6 +914,7 @@ int pg_proxy_run(const char *config_path)
     int code = 1;
 
     memset(&srv, 0, sizeof(srv));
+    err[0] = '\0';
     srv.log = stderr;
     srv.config_path = strdup(config_path);
     link_init(&srv.conns);
@@ -935,6 +948,12 @@ int pg_proxy_run(const char *config_path)
     srv.limiter = pg_auth_limiter_new(cfg->limits.auth_failures);
     if (!srv.tokens || !srv.limiter)
         goto fail_runtime;
+    struct pg_ledger_options lopt = { .dir = cfg->data_dir };
+    if (pg_ledger_open(&lopt, &srv.ledger, err, sizeof(err)) != 0 ||
+        pg_ledger_start(srv.ledger, srv.loop) != 0) {
+        log_event(srv.log, "error", "cannot open the ledger", "data_dir", cfg->data_dir, "error", err);
+        goto fail_runtime;
+    }
     uv_timer_init(srv.loop, &srv.drain_timer);
     srv.drain_timer.data = &srv;
     uv_signal_init(srv.loop, &srv.sigterm);
@@ -959,6 +978,9 @@ int pg_proxy_run(const char *config_path)
         uv_run(srv.loop, UV_RUN_ONCE);
     log_event(srv.log, "info", "stopped", NULL, NULL, NULL, NULL);
 fail_runtime:
+    /* The writer finishes what is queued; its completions run on the loop. */
+    if (srv.ledger)
+        pg_ledger_close(srv.ledger);
     /* Pools close their idle rail connections through their own path first;
      * then whatever is left (signals, timers) is closed and every close
      * callback runs, so every allocation is released. */

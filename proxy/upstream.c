@@ -21,6 +21,8 @@
 #define UP_MAX_HEADERS 200
 /* Past this much unsent data to a slow agent, stop reading from the rail. */
 #define CLIENT_HIGH_WATER (1u << 20)
+/* Money answers are buffered whole to be stored; larger ones are refused. */
+#define MAX_BUFFERED_ANSWER (8u << 20)
 
 static char up_read_buf[UP_READ_SIZE];
 
@@ -357,6 +359,34 @@ static bool resp_drop_header(const struct pg_msg *m, struct pg_slice name)
     return pg_http_drop_header(m, name);
 }
 
+/* Money answers are held whole: the ledger stores them for replays and
+ * settles the reservation before the agent sees them. The stored head has no
+ * framing or connection headers; those are added when it is sent. */
+static int buffer_head(struct conn *c, const struct pg_msg *m, int status)
+{
+    struct verdict_ctx *vc = c->vc;
+    struct pg_buf *out = &vc->resp_head;
+    struct pg_slice reason = pg_msg_target(m);
+    char line[64];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", status);
+    out->len = 0;
+    vc->resp_body.len = 0;
+    int rc = pg_buf_append(out, line, (size_t)n);
+    rc = rc ? rc : pg_buf_append(out, reason.ptr, reason.len);
+    rc = rc ? rc : pg_buf_append(out, "\r\n", 2);
+    for (uint32_t i = 0; i < m->nhdrs && rc == 0; i++) {
+        struct pg_slice name = pg_msg_name(m, i), value = pg_msg_value(m, i);
+        if (resp_drop_header(m, name))
+            continue;
+        rc = pg_buf_append(out, name.ptr, name.len);
+        rc = rc ? rc : pg_buf_append(out, ": ", 2);
+        rc = rc ? rc : pg_buf_append(out, value.ptr, value.len);
+        rc = rc ? rc : pg_buf_append(out, "\r\n", 2);
+    }
+    vc->resp_status = status;
+    return rc ? -1 : 0;
+}
+
 static int on_resp_headers_complete(llhttp_t *h)
 {
     struct upconn *u = up_of(h);
@@ -369,6 +399,8 @@ static int on_resp_headers_complete(llhttp_t *h)
     if (!c)
         return -1;
     pg_msg_scan_connection(m);
+    if (c->vc && c->vc->in_ledger)
+        return buffer_head(c, m, status);
     bool head = c->parser.llhttp.method == HTTP_HEAD;
     bool no_body = head || status == 204 || status == 304;
     bool client_close = !c->parser.keep_alive || c->srv->draining;
@@ -425,6 +457,12 @@ static int on_resp_body(llhttp_t *h, const char *at, size_t n)
     struct conn *c = u->client;
     if (!c)
         return -1;
+    if (c->vc && c->vc->in_ledger) {
+        struct pg_buf *b = &c->vc->resp_body;
+        if (b->len + n > MAX_BUFFERED_ANSWER || pg_buf_append(b, at, n) != 0)
+            return -1;
+        return 0;
+    }
     if (c->resp_chunked) {
         char size[24];
         int k = snprintf(size, sizeof(size), "%zx\r\n", n);
@@ -452,6 +490,11 @@ static void up_finish(struct upconn *u)
 {
     struct conn *c = u->client;
     bool keep = llhttp_should_keep_alive(&u->parser) != 0;
+    if (c && c->vc && c->vc->in_ledger) {
+        up_release(u, keep);
+        money_rail_answered(c);
+        return;
+    }
     if (c && c->resp_chunked)
         conn_write(c, "0\r\n\r\n", 5);
     up_release(u, keep);
@@ -778,7 +821,7 @@ static void up_send_request(struct upconn *u)
         return;
     }
     pg_buf_free(&u->request);
-    if (pg_http_serialize_request(&c->parser, c->rail, &u->request) != 0) {
+    if (pg_http_serialize_request(&c->parser, c->rail, c->vc && c->vc->rail_key[0] ? c->vc->rail_key : NULL, &u->request) != 0) {
         up_fail(u, 503, "payguard_unavailable", "payguard is out of memory.");
         return;
     }
@@ -789,6 +832,8 @@ static void up_send_request(struct upconn *u)
     u->parser.data = u;
     uv_timer_start(&u->timer, on_up_timeout, c->rail->timeout_ms, c->rail->timeout_ms);
     int rc;
+    if (c->vc)
+        c->vc->sent_to_rail = true;
     if (u->ssl) {
         int n = SSL_write(u->ssl, u->request.p, (int)u->request.len);
         rc = n == (int)u->request.len ? up_flush_tls(u) : PG_ETLS;

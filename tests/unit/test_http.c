@@ -67,7 +67,7 @@ static void parses_get_and_serializes_for_rail(void **state)
     assert_true(p.complete);
     assert_true(p.keep_alive);
     assert_string_equal(pg_reqparser_method(&p), "GET");
-    assert_int_equal(pg_http_serialize_request(&p, &r, &out), 0);
+    assert_int_equal(pg_http_serialize_request(&p, &r, NULL, &out), 0);
     assert_int_equal(pg_buf_append(&out, "", 1), 0);
     assert_string_equal(out.p, "GET /v1/balance?x=1 HTTP/1.1\r\n"
                                "Host: api.stripe.test\r\n"
@@ -90,7 +90,7 @@ static void chunked_body_is_reframed_with_length(void **state)
     pg_reqparser_init(&p, &limits);
     assert_int_equal(feed(&p, req), (ssize_t)strlen(req));
     assert_true(p.complete);
-    assert_int_equal(pg_http_serialize_request(&p, &r, &out), 0);
+    assert_int_equal(pg_http_serialize_request(&p, &r, NULL, &out), 0);
     assert_int_equal(pg_buf_append(&out, "", 1), 0);
     assert_string_equal(out.p, "POST /v1/payment_intents HTTP/1.1\r\n"
                                "Host: api.stripe.test\r\n"

@@ -1,0 +1,367 @@
+/* The ledger's verbs: `audit verify|export`, `ledger show` and
+ * `approvals list|approve|deny`. They open the LMDB environment named by the
+ * config's data_dir directly; LMDB lets them run while payguard serves. */
+#include "common/pg.h"
+#include "ledger/ledger.h"
+#include "proxy/cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static const char usage_audit[] =
+    "Usage: payguard audit verify [-c FILE] [--org ORG]\n"
+    "       payguard audit export [-c FILE] [--org ORG] [--since SEQ]\n"
+    "\n"
+    "verify walks each org's hash chain and prints its entry count and head hash;\n"
+    "it exits 1 naming the first bad entry (hash mismatch, gap, broken link).\n"
+    "export writes the entries as JSON Lines; each line is the canonical entry with\n"
+    "its \"hash\" added, so it can be re-verified with SHA-256 alone (see README).\n";
+
+static const char usage_ledger[] =
+    "Usage: payguard ledger show [-c FILE] [--agent ID]\n"
+    "\n"
+    "Shows each agent's spend in the current day, week and month (posted, pending,\n"
+    "limit, headroom), its pending reservations and its recent decisions.\n";
+
+static const char usage_approvals[] =
+    "Usage: payguard approvals list    [-c FILE] [--org ORG] [--all]\n"
+    "       payguard approvals approve ID [-c FILE] [--note TEXT] [--as NAME]\n"
+    "       payguard approvals deny    ID [-c FILE] [--note TEXT] [--as NAME]\n"
+    "\n"
+    "Held payments wait for a human. list shows pending ones (--all: every one).\n"
+    "approve lets the agent's retry with the same Idempotency-Key go through once\n"
+    "(limits still apply); deny makes it fail with 403. Each decision is audited\n"
+    "with NAME (default: the login name).\n";
+
+struct cli_opts {
+    const char *config;
+    const char *org;
+    const char *agent;
+    const char *note;
+    const char *as;
+    const char *id;
+    uint64_t since;
+    bool all;
+};
+
+/* Parses the options shared by these verbs; positional `ID` when wanted. */
+static int parse_opts(int argc, char **argv, bool want_id, const char *usage, struct cli_opts *o)
+{
+    o->config = "payguard.yaml";
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (pg_cli_is_help(a)) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && v) {
+            o->config = v;
+            i++;
+        } else if (strcmp(a, "--org") == 0 && v) {
+            o->org = v;
+            i++;
+        } else if (strcmp(a, "--agent") == 0 && v) {
+            o->agent = v;
+            i++;
+        } else if (strcmp(a, "--note") == 0 && v) {
+            o->note = v;
+            i++;
+        } else if (strcmp(a, "--as") == 0 && v) {
+            o->as = v;
+            i++;
+        } else if (strcmp(a, "--since") == 0 && v) {
+            char *end;
+            unsigned long long n = strtoull(v, &end, 10);
+            if (*end || v[0] == '-' || v[0] == '\0')
+                return pg_cli_usage_error("--since takes a sequence number", v) ? -1 : -1;
+            o->since = n;
+            i++;
+        } else if (strcmp(a, "--all") == 0) {
+            o->all = true;
+        } else if (want_id && !o->id && a[0] != '-') {
+            o->id = a;
+        } else {
+            pg_cli_usage_error(v || a[0] != '-' ? "unknown option" : "missing value after", a);
+            return -1;
+        }
+    }
+    if (want_id && !o->id) {
+        pg_cli_usage_error("missing the approval id", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int open_ledger(const struct cli_opts *o, bool read_only, struct pg_config **cfg,
+                       struct pg_ledger **l)
+{
+    struct pg_config_errors errs = { 0 };
+    char err[256];
+    if (pg_config_load(o->config, false, cfg, &errs) != 0) {
+        for (size_t i = 0; i < errs.count; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        pg_config_errors_free(&errs);
+        return 2;
+    }
+    struct pg_ledger_options opt = { .dir = (*cfg)->data_dir, .read_only = read_only };
+    if (pg_ledger_open(&opt, l, err, sizeof(err)) != 0) {
+        fprintf(stderr, "payguard: cannot open the ledger in %s: %s\n", (*cfg)->data_dir, err);
+        pg_config_free(*cfg);
+        return 1;
+    }
+    return 0;
+}
+
+static void print_report(void *arg, const struct pg_audit_report *r)
+{
+    bool *all_ok = arg;
+    char hex[2 * PG_SHA256_LEN + 1];
+    if (pg_hex_encode(r->head_hash, sizeof(r->head_hash), hex, sizeof(hex)) < 0)
+        hex[0] = '\0';
+    if (r->ok) {
+        printf("org %s: ok, %llu entries, head seq %llu, head hash %s\n", r->org,
+               (unsigned long long)r->count, (unsigned long long)r->head_seq, hex);
+    } else {
+        printf("org %s: BROKEN at seq %llu: %s (%llu entries checked before it)\n", r->org,
+               (unsigned long long)r->bad_seq, r->why, (unsigned long long)r->count);
+        *all_ok = false;
+    }
+}
+
+int pg_cli_audit(int argc, char **argv)
+{
+    struct cli_opts o = { 0 };
+    if (argc == 0 || pg_cli_is_help(argv[0])) {
+        fputs(usage_audit, argc ? stdout : stderr);
+        return argc ? 0 : 2;
+    }
+    bool verify = strcmp(argv[0], "verify") == 0, export = strcmp(argv[0], "export") == 0;
+    if (!verify && !export)
+        return pg_cli_usage_error("unknown audit subcommand", argv[0]);
+    int rc = parse_opts(argc - 1, argv + 1, false, usage_audit, &o);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    struct pg_config *cfg;
+    struct pg_ledger *l;
+    if ((rc = open_ledger(&o, true, &cfg, &l)) != 0)
+        return rc;
+    int code = 0;
+    if (verify) {
+        bool all_ok = true;
+        if (pg_ledger_audit_verify(l, o.org, print_report, &all_ok) != 0) {
+            fprintf(stderr, "payguard: could not read the audit log\n");
+            code = 1;
+        } else {
+            code = all_ok ? 0 : 1;
+        }
+    } else if (pg_ledger_audit_export(l, o.org, o.since, stdout) != 0) {
+        fprintf(stderr, "payguard: could not export the audit log\n");
+        code = 1;
+    }
+    pg_ledger_close(l);
+    pg_config_free(cfg);
+    return code;
+}
+
+static void print_money(int64_t minor, const char *currency)
+{
+    char num[48];
+    int exp = pg_money_exponent(pg_slice_cstr(currency));
+    if (minor < 0) {
+        printf("%-14s", "-");
+        return;
+    }
+    if (exp < 0 || pg_money_format(minor, exp, num, sizeof(num)) < 0)
+        snprintf(num, sizeof(num), "%lld", (long long)minor);
+    printf("%-14s", num);
+}
+
+static int print_pending(void *arg, const struct pg_reservation_view *r)
+{
+    (void)arg;
+    char when[32];
+    time_t t = (time_t)r->created_at;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("    #%llu  ", (unsigned long long)r->id);
+    print_money(r->amount, r->currency);
+    printf(" %s  %s  %s  %s\n", r->currency, when, r->route ? r->route : "",
+           r->object_id[0] ? r->object_id : "");
+    return 0;
+}
+
+static int print_recent(void *arg, const char *json, size_t len)
+{
+    (void)arg;
+    printf("    %.*s\n", (int)len, json);
+    return 0;
+}
+
+static int show_agent(struct pg_ledger *l, const struct pg_config *cfg, const struct pg_agent *a,
+                      int64_t now)
+{
+    char err[256];
+    struct pg_policy *pol = NULL;
+    const struct pg_org *org = pg_config_org(cfg, pg_slice_cstr(a->org));
+    if (!org || !org->tz || pg_policy_compile(cfg, a, &pol, err, sizeof(err)) != 0) {
+        fprintf(stderr, "payguard: agent %s: cannot compile its policy\n", a->id);
+        return 1;
+    }
+    const char *cur = pg_policy_currency(pol)[0] ? pg_policy_currency(pol) : "usd";
+    struct pg_windows w;
+    pg_tz_windows(org->tz, now, &w);
+    struct pg_spend posted, pending;
+    if (pg_ledger_spend(l, a->id, cur, &w, now, pg_policy_velocity_period(pol), &posted, &pending) != 0) {
+        pg_policy_free(pol);
+        fprintf(stderr, "payguard: agent %s: cannot read its spend\n", a->id);
+        return 1;
+    }
+    printf("agent %s  (org %s, %s, policy %s, currency %s)\n", a->id, a->org, pg_tz_name(org->tz),
+           a->policy ? a->policy : "none", cur);
+    printf("  %-8s %-14s %-14s %-14s %-14s\n", "window", "posted", "pending", "limit", "headroom");
+    const char *names[3] = { "day", "week", "month" };
+    enum pg_limit_kind kinds[3] = { PG_LIMIT_DAILY, PG_LIMIT_WEEKLY, PG_LIMIT_MONTHLY };
+    int64_t p[3] = { posted.day, posted.week, posted.month };
+    int64_t q[3] = { pending.day, pending.week, pending.month };
+    for (int i = 0; i < 3; i++) {
+        int64_t limit = -1, used, headroom = -1;
+        if (pg_policy_limit(pol, kinds[i], cur, &limit) != 0)
+            limit = -1;
+        if (__builtin_add_overflow(p[i], q[i], &used))
+            used = INT64_MAX;
+        if (limit >= 0)
+            headroom = used >= limit ? 0 : limit - used;
+        printf("  %-8s ", names[i]);
+        print_money(p[i], cur);
+        printf(" ");
+        print_money(q[i], cur);
+        printf(" ");
+        print_money(limit, cur);
+        printf(" ");
+        print_money(headroom, cur);
+        printf("\n");
+    }
+    uint32_t vp = pg_policy_velocity_period(pol);
+    if (vp)
+        printf("  velocity: %u money operations in the last %u s\n", pending.velocity_count, vp);
+    printf("  pending reservations:\n");
+    if (pg_ledger_pending(l, a->id, print_pending, NULL) != 0)
+        printf("    (could not read)\n");
+    printf("  recent decisions:\n");
+    if (pg_ledger_audit_recent(l, a->org, a->id, 10, print_recent, NULL) != 0)
+        printf("    (could not read)\n");
+    printf("\n");
+    pg_policy_free(pol);
+    return 0;
+}
+
+int pg_cli_ledger(int argc, char **argv)
+{
+    struct cli_opts o = { 0 };
+    if (argc == 0 || pg_cli_is_help(argv[0])) {
+        fputs(usage_ledger, argc ? stdout : stderr);
+        return argc ? 0 : 2;
+    }
+    if (strcmp(argv[0], "show") != 0)
+        return pg_cli_usage_error("unknown ledger subcommand", argv[0]);
+    int rc = parse_opts(argc - 1, argv + 1, false, usage_ledger, &o);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    struct pg_config *cfg;
+    struct pg_ledger *l;
+    if ((rc = open_ledger(&o, true, &cfg, &l)) != 0)
+        return rc;
+    int64_t now = (int64_t)time(NULL);
+    int code = 0;
+    bool found = false;
+    for (size_t i = 0; i < cfg->nagents; i++) {
+        if (o.agent && strcmp(o.agent, cfg->agents[i].id) != 0)
+            continue;
+        found = true;
+        code |= show_agent(l, cfg, &cfg->agents[i], now);
+    }
+    if (o.agent && !found) {
+        fprintf(stderr, "payguard: no agent %s in %s\n", o.agent, o.config);
+        code = 2;
+    }
+    pg_ledger_close(l);
+    pg_config_free(cfg);
+    return code;
+}
+
+static int print_approval(void *arg, const struct pg_approval *a)
+{
+    (void)arg;
+    char created[32], expires[32];
+    struct tm tm;
+    time_t t = (time_t)a->created_at;
+    gmtime_r(&t, &tm);
+    strftime(created, sizeof(created), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    t = (time_t)a->expires_at;
+    gmtime_r(&t, &tm);
+    strftime(expires, sizeof(expires), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    printf("%s  %-8s  org %s  agent %s  ", a->id, pg_approval_status_name(a->status), a->org, a->agent);
+    if (a->has_amount) {
+        print_money(a->amount, a->currency);
+        printf("%s  ", a->currency);
+    }
+    printf("%s%s%s  reason %s  created %s  expires %s",
+           a->route && a->route[0] ? a->route : pg_op_name(a->op), a->counterparty[0] ? " to " : "",
+           a->counterparty, a->reason, created, expires);
+    if (a->decided_by[0])
+        printf("  by %s", a->decided_by);
+    if (a->note[0])
+        printf("  note \"%s\"", a->note);
+    printf("\n");
+    return 0;
+}
+
+int pg_cli_approvals(int argc, char **argv)
+{
+    struct cli_opts o = { 0 };
+    if (argc == 0 || pg_cli_is_help(argv[0])) {
+        fputs(usage_approvals, argc ? stdout : stderr);
+        return argc ? 0 : 2;
+    }
+    bool list = strcmp(argv[0], "list") == 0, approve = strcmp(argv[0], "approve") == 0,
+         deny = strcmp(argv[0], "deny") == 0;
+    if (!list && !approve && !deny)
+        return pg_cli_usage_error("unknown approvals subcommand", argv[0]);
+    int rc = parse_opts(argc - 1, argv + 1, !list, usage_approvals, &o);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    struct pg_config *cfg;
+    struct pg_ledger *l;
+    if ((rc = open_ledger(&o, list, &cfg, &l)) != 0)
+        return rc;
+    int64_t now = (int64_t)time(NULL);
+    int code = 0;
+    if (list) {
+        if (pg_ledger_approvals(l, o.org, !o.all, now, print_approval, NULL) != 0) {
+            fprintf(stderr, "payguard: could not read approvals\n");
+            code = 1;
+        }
+    } else {
+        char actor[160];
+        const char *who = o.as ? o.as : getenv("USER");
+        snprintf(actor, sizeof(actor), "cli:%s", who && *who ? who : "unknown");
+        rc = pg_ledger_approval_decide(l, o.id, approve, actor, o.note ? o.note : "", now);
+        if (rc == 0) {
+            printf("%s %s\n", o.id, approve ? "approved: the agent's retry with the same Idempotency-Key will go through once" : "denied");
+        } else if (rc == PG_ENOTFOUND) {
+            fprintf(stderr, "payguard: no approval %s\n", o.id);
+            code = 1;
+        } else if (rc == PG_EBUSY) {
+            fprintf(stderr, "payguard: approval %s is no longer pending (decided or expired)\n", o.id);
+            code = 1;
+        } else {
+            fprintf(stderr, "payguard: could not record the decision: %s\n", pg_strerror(rc));
+            code = 1;
+        }
+    }
+    pg_ledger_close(l);
+    pg_config_free(cfg);
+    return code;
+}
