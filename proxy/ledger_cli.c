@@ -221,7 +221,7 @@ static int show_agent(struct pg_ledger *l, const struct pg_config *cfg, const st
     printf("agent %s  (org %s, %s, policy %s, currency %s)\n", a->id, a->org, pg_tz_name(org->tz),
            a->policy ? a->policy : "none", cur);
     printf("  %-8s %-14s %-14s %-14s %-14s\n", "window", "posted", "pending", "limit", "headroom");
-    const char *names[3] = { "day", "week", "month" };
+    const char *names[3] = { "daily", "weekly", "monthly" };
     enum pg_limit_kind kinds[3] = { PG_LIMIT_DAILY, PG_LIMIT_WEEKLY, PG_LIMIT_MONTHLY };
     int64_t p[3] = { posted.day, posted.week, posted.month };
     int64_t q[3] = { pending.day, pending.week, pending.month };
