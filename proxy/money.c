@@ -37,7 +37,8 @@ static void op_free(struct money_op *op)
 static void copy_id(char *dst, size_t cap, struct pg_slice s)
 {
     size_t n = s.len < cap - 1 ? s.len : cap - 1;
-    memcpy(dst, s.ptr, n);
+    if (n)
+        memcpy(dst, s.ptr, n);
     dst[n] = '\0';
 }
 
