@@ -175,7 +175,7 @@ test(`${KILLS} SIGKILLs under steady payments: no double charge, nothing charged
     // --- what the ledger says -----------------------------------------------------
     const show = await ledgerShow(file, 'steady');
     assert.equal(show.code, 0, show.text);
-    const day = parseWindow(show.stdout, 'daily') ?? parseWindow(show.stdout, 'day');
+    const day = parseWindow(show.stdout, 'daily');
     assert.ok(day, `a daily line in:\n${show.stdout}`);
     const counted = (day.posted ?? 0) + (day.pending ?? 0);
     assert.ok(counted >= charged, `the ledger counts ${counted}, the rail charged ${charged}: ${day.line}`);
@@ -191,4 +191,10 @@ test(`${KILLS} SIGKILLs under steady payments: no double charge, nothing charged
     assert.equal(ex.code, 0, ex.text);
     assert.deepEqual(verifyChain(ex.lines).problems.slice(0, 5), [], 'the exported chain verifies');
     assert.equal(ex.lines.length, v.orgs.acme?.entries, v.stdout);
+    // How often a kill fell between a reservation and its settlement (the
+    // retry then re-sent under the same rail key): reported, not asserted.
+    const resent = ex.entries.filter((e) => e?.reason === 'unresolved_retry').length;
+    const railDup = railReqs.length - railKeys.size;
+    t.diagnostic(`${resent} retries of unresolved keys re-sent to the rail; ${railDup} rail requests were repeats of a key`);
+    console.log(`# crash test: ${resent} unresolved retries re-sent, ${railDup} repeated rail keys, ${ex.lines.length} audit entries`);
 });

@@ -133,7 +133,7 @@ test('Idempotency-Key sent twice (same or different values): 400 payguard_invali
 
 test('keys of 1 and of 255 printable characters pass; the header name is case-insensitive', async () => {
     const n0 = (await mock.requests()).length;
-    const long = `L${'~!#$%&*+-.^_|0123456789'.repeat(11)}`.slice(0, 255);
+    const long = `L${'~!#$%&*+-.^_|0123456789'.repeat(12)}`.slice(0, 255);
     assert.equal(long.length, 255);
     const one = '1'; // each test file has its own data_dir and mock rail
     for (const k of [long, one]) {
@@ -189,6 +189,19 @@ test('a retry of the same request is replayed byte for byte from the ledger; the
     for (const r of await mock.requests()) {
         for (const [, v] of r.headers) assert.ok(!v.includes(k), 'the agent\'s own key reached the rail');
         assert.ok(!r.body.includes(k));
+    }
+});
+
+test('the answer names the agent\'s own key, never the derived one (the rail echoes the key it got)', async () => {
+    const k = key();
+    const first = await shopperPay('amount=1250&currency=usd', k);
+    assert.equal(first.status, 200, first.body);
+    const replay = await shopperPay('amount=1250&currency=usd', k);
+    for (const [what, res] of [['first answer', first], ['replay', replay]]) {
+        const echoed = res.headers['idempotency-key'];
+        assert.ok(echoed === undefined || echoed === k,
+                  `${what}: Idempotency-Key ${echoed}: an agent that retries with the key it was told would get a new rail key`);
+        assert.ok(!JSON.stringify(res.headers).includes(derivedKey('shopper', k)), `${what}: the derived key reached the agent`);
     }
 });
 

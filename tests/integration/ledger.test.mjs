@@ -25,6 +25,10 @@ const test = testWithLogs(() => pg);
 
 const AGENTS = {
     crowd: 'crowd',        // daily 1000.00: the concurrency test
+    quick: 'quick',        // velocity 5 per minute
+    weekly: 'weekly',      // weekly 50.00 only
+    follower: 'settling',  // follow-ups: confirm, capture, cancel
+    restarter: 'settling', // answers stored across a restart
     decliner: 'settling',  // daily 6000.00: declines are voided
     failer: 'settling',    // daily 6000.00: 5xx stays pending
     waiter: 'small',       // daily 20.00, on the slow rail: timeouts stay pending
@@ -41,6 +45,8 @@ before(async () => {
             crowd: { currency: 'usd', daily: '1000.00' },
             settling: { currency: 'usd', daily: '6000.00' },
             small: { currency: 'usd', daily: '20.00' },
+            quick: { currency: 'usd', velocity: { max: 5, per: '1m' } },
+            weekly: { currency: 'usd', weekly: '50.00' },
         },
         agents: Object.entries(AGENTS).map(([id, policy]) => ({
             id, org: 'acme', token: tok[id].hash, policy, rails: id === 'waiter' ? ['slow'] : ['stripe'],
@@ -84,11 +90,56 @@ test('200 concurrent payments of 10.00 against a daily limit of 1000.00: exactly
     stripeShapedError(assert, more, 403, 'payguard_daily_limit');
     const show = await ledgerShow(file, 'crowd');
     assert.equal(show.code, 0, show.text);
-    const day = parseWindow(show.stdout, 'daily') ?? parseWindow(show.stdout, 'day');
+    const day = parseWindow(show.stdout, 'daily');
     assert.ok(day, `a daily line in:\n${show.stdout}`);
     assert.equal((day.posted ?? 0) + (day.pending ?? 0), 100000, `posted + pending is 1000.00: ${day.line}`);
     assert.equal(day.limit, 100000, day.line);
     assert.equal(day.headroom, 0, day.line);
+});
+
+test('velocity is checked on fresh counts too: 20 concurrent payments against 5 per minute let exactly 5 through', async () => {
+    const n0 = (await mock.requests()).length;
+    const all = await Promise.all(Array.from({ length: 20 }, () => payAs('quick', 'amount=100&currency=usd')));
+    assert.equal(all.filter((r) => r.status === 200).length, 5, JSON.stringify(all.map((r) => r.status)));
+    for (const r of all.filter((x) => x.status !== 200)) stripeShapedError(assert, r, 403, 'payguard_velocity_limit');
+    assert.equal((await railPosts(mock, n0)).length, 5);
+});
+
+test('a weekly limit alone: 5 payments of 10.00 fit in 50.00, the 6th is denied weekly_limit', async () => {
+    for (let i = 0; i < 5; i++) assert.equal((await payAs('weekly', 'amount=1000&currency=usd')).status, 200);
+    const before = await mock.count();
+    stripeShapedError(assert, await payAs('weekly', 'amount=1000&currency=usd'), 403, 'payguard_weekly_limit');
+    assert.equal(await mock.count(), before);
+});
+
+test('follow-ups settle the reservation of the object they name: confirm + capture post it, cancel voids it', async () => {
+    const n0 = (await mock.requests()).length;
+    // 5000.00 authorized (created, manual capture), then confirmed, then captured.
+    const pi = await payAs('follower', 'amount=500000&currency=usd&capture_method=manual');
+    assert.equal(pi.status, 200, pi.body);
+    const confirmed = await payAs('follower', 'payment_method=pm_card_visa', key(), { path: `/v1/payment_intents/${pi.json.id}/confirm` });
+    assert.equal(confirmed.status, 200, confirmed.body);
+    assert.equal(confirmed.json.status, 'requires_capture');
+    let day = parseWindow((await ledgerShow(file, 'follower')).stdout, 'daily');
+    assert.deepEqual([day?.posted, day?.pending], [0, 500000], `authorized, still pending: ${day?.line}`);
+    const captured = await payAs('follower', '', key(), { path: `/v1/payment_intents/${pi.json.id}/capture` });
+    assert.equal(captured.status, 200, captured.body);
+    assert.equal(captured.json.status, 'succeeded');
+    day = parseWindow((await ledgerShow(file, 'follower')).stdout, 'daily');
+    assert.deepEqual([day?.posted, day?.pending], [500000, 0], `captured: posted: ${day?.line}`);
+
+    // 1000.00 more is all that is left; a created-then-canceled intent gives it back.
+    const other = await payAs('follower', 'amount=100000&currency=usd');
+    assert.equal(other.status, 200, other.body);
+    stripeShapedError(assert, await payAs('follower', 'amount=1&currency=usd'), 403, 'payguard_daily_limit');
+    const canceled = await payAs('follower', '', key(), { path: `/v1/payment_intents/${other.json.id}/cancel` });
+    assert.equal(canceled.status, 200, canceled.body);
+    assert.equal(canceled.json.status, 'canceled');
+    day = parseWindow((await ledgerShow(file, 'follower')).stdout, 'daily');
+    assert.deepEqual([day?.posted, day?.pending], [500000, 0], `canceled: voided: ${day?.line}`);
+    const again = await payAs('follower', 'amount=100000&currency=usd');
+    assert.equal(again.status, 200, `the canceled 1000.00 is available again: ${again.body}`);
+    assert.equal((await railPosts(mock, n0)).length, 6, 'create, confirm, capture, create, cancel, create');
 });
 
 test('a declined payment gives its budget back: after a 402 from the rail, a payment that only fits without it passes', async () => {
@@ -112,7 +163,7 @@ test('a declined payment gives its budget back: after a 402 from the rail, a pay
 
     const show = await ledgerShow(file, 'decliner');
     assert.equal(show.code, 0, show.text);
-    const day = parseWindow(show.stdout, 'daily') ?? parseWindow(show.stdout, 'day');
+    const day = parseWindow(show.stdout, 'daily');
     assert.ok(day, `a daily line in:\n${show.stdout}`);
     assert.equal(day.posted, 100000, `posted 1000.00: ${day.line}`);
     assert.equal(day.pending, 500000, `pending 5000.00: ${day.line}`);
@@ -134,7 +185,7 @@ test('a 500 from the rail keeps the payment pending: the next payment that only 
 
     const show = await ledgerShow(file, 'failer');
     assert.equal(show.code, 0, show.text);
-    const day = parseWindow(show.stdout, 'daily') ?? parseWindow(show.stdout, 'day');
+    const day = parseWindow(show.stdout, 'daily');
     assert.ok(day, `a daily line in:\n${show.stdout}`);
     assert.equal(day.posted ?? 0, 0, day.line);
     assert.equal(day.pending, 600000, `pending 5005.00 + 995.00: ${day.line}`);
@@ -169,6 +220,28 @@ test('a rail timeout keeps the payment pending; the retry reaches the rail under
     assert.equal(replay.json.id, retry.json.id);
     await sleep(20);
     assert.equal((await mock.requests()).length, n1, 'a replay does not call the rail');
+});
+
+test('after a restart on the same data_dir: stored answers replay, spend is still counted', async () => {
+    const [k1, k2] = [key(), key()];
+    const declined = await payAs('restarter', 'amount=402402&currency=usd', k1);
+    assert.equal(declined.status, 402, declined.body);
+    const paid = await payAs('restarter', 'amount=590000&currency=usd', k2);
+    assert.equal(paid.status, 200, paid.body);
+    const { code } = await pg.stop();
+    assert.equal(code, 0, pg.tail(40));
+    pg = await startPayguard(file, { env: { MOCK_STRIPE_SECRET: mock.secret } });
+    const before = await mock.count();
+    for (const [k, body, first] of [[k1, 'amount=402402&currency=usd', declined], [k2, 'amount=590000&currency=usd', paid]]) {
+        const replay = await payAs('restarter', body, k);
+        assert.equal(replay.status, first.status);
+        assert.equal(replay.headers['idempotent-replayed'], 'true');
+        assert.equal(replay.body, first.body);
+    }
+    // 5900.00 of 6000.00 still counted; crowd's full day too.
+    stripeShapedError(assert, await payAs('restarter', 'amount=10001&currency=usd'), 403, 'payguard_daily_limit');
+    stripeShapedError(assert, await payAs('crowd', 'amount=1&currency=usd'), 403, 'payguard_daily_limit');
+    assert.equal(await mock.count(), before, 'the rail saw nothing');
 });
 
 test('`payguard ledger show` without --agent lists every agent; it runs while payguard serves', async () => {

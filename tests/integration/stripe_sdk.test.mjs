@@ -76,6 +76,10 @@ test('paymentIntents.create() twice with one idempotencyKey returns the same obj
     assert.equal(b.id, a.id);
     assert.equal(b.lastResponse.headers['idempotent-replayed'], 'true');
     assert.equal(b.lastResponse.requestId, a.lastResponse.requestId, 'the same Request-Id');
+    // stripe-node reports the answer's Idempotency-Key header as the key used:
+    // it must be the agent's own, or a retry with it would reach the rail as a new payment.
+    assert.equal(a.lastResponse.idempotencyKey, key);
+    assert.equal(b.lastResponse.idempotencyKey, key);
     assert.equal((await s.mock.requests()).slice(n0).length, 1);
 });
 

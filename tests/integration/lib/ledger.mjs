@@ -122,21 +122,30 @@ export function ledgerShow(file, agent) {
     return cli(['ledger', 'show', '-c', file, ...(agent ? ['--agent', agent] : [])]);
 }
 
-/* Pulls "<window> ... posted X ... pending Y ... limit Z ... headroom W" out of
- * `ledger show` text. The exact layout is the CLI's; this reads the first
- * line that names the window and the amounts that follow each word. Amounts
- * as minor-unit integers (major with two decimals → ×100). */
+/* Reads one window's row out of `ledger show` text, whose table is
+ *     window   posted   pending   limit   headroom
+ *     daily    0.00     6000.00   6000.00 0.00
+ * (the first agent's table when several are shown). Amounts as minor-unit
+ * integers (two decimals); "-" (no limit) as null. */
 export function parseWindow(text, window) {
-    const line = text.split('\n').find((l) => new RegExp(`\\b${window}\\b`, 'i').test(l) && /posted/i.test(l));
+    const lines = text.split('\n');
+    const h = lines.findIndex((l) => /^\s*window\s+posted\s+pending\s+limit\s+headroom\s*$/.test(l));
+    if (h < 0) return null;
+    const cols = lines[h].trim().split(/\s+/);
+    const names = { daily: ['daily', 'day'], weekly: ['weekly', 'week'], monthly: ['monthly', 'month'] }[window] ?? [window];
+    const line = lines.slice(h + 1).find((l) => names.includes(l.trim().split(/\s+/)[0]));
     if (!line) return null;
-    const amount = (word) => {
-        const m = new RegExp(`${word}[:=\\s]+(-|none|[0-9][0-9,]*(?:\\.[0-9]+)?)`, 'i').exec(line);
+    const cells = line.trim().split(/\s+/);
+    const amount = (s) => {
+        if (s === undefined) return undefined;
+        if (s === '-') return null;
+        const m = /^(-?)(\d+)\.(\d\d)$/.exec(s);
         if (!m) return undefined;
-        if (m[1] === '-' || m[1] === 'none') return null;
-        const [ip, fp = ''] = m[1].replace(/,/g, '').split('.');
-        return Number(ip) * 100 + Number((fp + '00').slice(0, 2));
+        return (m[1] ? -1 : 1) * (Number(m[2]) * 100 + Number(m[3]));
     };
-    return { line, posted: amount('posted'), pending: amount('pending'), limit: amount('limit'), headroom: amount('headroom') };
+    const out = { line };
+    for (const c of ['posted', 'pending', 'limit', 'headroom']) out[c] = amount(cells[cols.indexOf(c)]);
+    return out;
 }
 
 /* `payguard approvals list -c FILE [extra...]`. */
