@@ -7,6 +7,7 @@
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 
 import {
     makeTmp, newToken, startMockrail, startPayguard, configObject, writeConfig, httpRail,
@@ -203,6 +204,45 @@ test('the answer names the agent\'s own key, never the derived one (the rail ech
                   `${what}: Idempotency-Key ${echoed}: an agent that retries with the key it was told would get a new rail key`);
         assert.ok(!JSON.stringify(res.headers).includes(derivedKey('shopper', k)), `${what}: the derived key reached the agent`);
     }
+});
+
+test('a chunked rail answer is stored and replayed byte for byte too', async () => {
+    const k = key();
+    const bytes = rawRequestBytes('POST /v1/payment_intents HTTP/1.1', [
+        'Host: 127.0.0.1', `Authorization: Bearer ${tok.shopper.token}`, `Content-Type: ${FORM}`,
+        `Idempotency-Key: ${k}`, 'X-Mock-Chunked: 1', 'Content-Length: 24',
+    ], 'amount=1260&currency=usd');
+    const first = await rawExchange(pg.port, bytes, { until: responsesAtLeast(1) });
+    assert.equal(first.responses[0]?.status, 200, first.text);
+    const again = await rawExchange(pg.port, bytes, { until: responsesAtLeast(1) });
+    assert.equal(again.responses[0]?.header('idempotent-replayed'), 'true', again.text);
+    assert.deepEqual(again.responses[0].json, first.responses[0].json);
+    assert.equal(comparable(again.buf), comparable(first.buf), 'byte for byte apart from Date and Idempotent-Replayed');
+});
+
+test('an agent that hangs up while its payment is at the rail: the answer is still settled and stored; the retry replays it', async () => {
+    const n0 = (await mock.requests()).length;
+    const k = key();
+    const body = 'amount=1270&currency=usd';
+    const sock = net.connect(pg.port, '127.0.0.1');
+    sock.on('error', () => {});
+    await new Promise((r) => sock.on('connect', r));
+    sock.write(rawRequestBytes('POST /v1/payment_intents HTTP/1.1', [
+        'Host: 127.0.0.1', `Authorization: Bearer ${tok.shopper.token}`, `Content-Type: ${FORM}`,
+        `Idempotency-Key: ${k}`, 'X-Mock-Delay-Ms: 400', `Content-Length: ${body.length}`,
+    ], body));
+    for (let i = 0; i < 200 && (await railPosts(mock, n0)).length === 0; i++) await sleep(10);
+    sock.destroy();
+    // Until the rail answers, the key is in flight; afterwards the stored answer replays.
+    let res;
+    for (let i = 0; i < 100; i++) {
+        res = await shopperPay(body, k);
+        if (res.status !== 409) break;
+        await sleep(50);
+    }
+    assert.equal(res.status, 200, res.body);
+    assert.equal(res.headers['idempotent-replayed'], 'true', 'answered from the ledger');
+    assert.equal((await railPosts(mock, n0)).length, 1, 'the rail saw one request');
 });
 
 test('the same key on another request: 400 idempotency_error payguard_idempotency_mismatch; the rail saw nothing', async () => {

@@ -19,6 +19,7 @@ const RAIL_TIMEOUT_MS = 800;
 
 let pg;
 let mock;
+let flaky;                 // a second mock rail, stopped mid-test
 let file;
 const tok = {};
 const test = testWithLogs(() => pg);
@@ -29,6 +30,7 @@ const AGENTS = {
     weekly: 'weekly',      // weekly 50.00 only
     follower: 'settling',  // follow-ups: confirm, capture, cancel
     restarter: 'settling', // answers stored across a restart
+    unlucky: 'small',      // daily 20.00, on a rail that goes away
     decliner: 'settling',  // daily 6000.00: declines are voided
     failer: 'settling',    // daily 6000.00: 5xx stays pending
     waiter: 'small',       // daily 20.00, on the slow rail: timeouts stay pending
@@ -38,9 +40,14 @@ before(async () => {
     const dir = await makeTmp('ledger');
     for (const a of Object.keys(AGENTS)) tok[a] = await newToken(a);
     mock = await startMockrail();
+    flaky = await startMockrail({ secret: mock.secret });
     const cfg = configObject(dir, {
         limits: { max_connections: 2000 },
-        rails: { stripe: httpRail(mock.url), slow: httpRail(mock.url, { timeout_ms: RAIL_TIMEOUT_MS }) },
+        rails: {
+            stripe: httpRail(mock.url),
+            slow: httpRail(mock.url, { timeout_ms: RAIL_TIMEOUT_MS }),
+            flaky: httpRail(flaky.url, { timeout_ms: RAIL_TIMEOUT_MS }),
+        },
         policies: {
             crowd: { currency: 'usd', daily: '1000.00' },
             settling: { currency: 'usd', daily: '6000.00' },
@@ -49,7 +56,8 @@ before(async () => {
             weekly: { currency: 'usd', weekly: '50.00' },
         },
         agents: Object.entries(AGENTS).map(([id, policy]) => ({
-            id, org: 'acme', token: tok[id].hash, policy, rails: id === 'waiter' ? ['slow'] : ['stripe'],
+            id, org: 'acme', token: tok[id].hash, policy,
+            rails: { waiter: ['slow'], unlucky: ['flaky'] }[id] ?? ['stripe'],
         })),
     });
     file = await writeConfig(dir, cfg);
@@ -62,6 +70,7 @@ before(async () => {
 after(async () => {
     pg?.kill();
     await mock?.stop();
+    await flaky?.stop();
 });
 
 const key = () => `it-${randomUUID()}`;
@@ -220,6 +229,25 @@ test('a rail timeout keeps the payment pending; the retry reaches the rail under
     assert.equal(replay.json.id, retry.json.id);
     await sleep(20);
     assert.equal((await mock.requests()).length, n1, 'a replay does not call the rail');
+});
+
+test('a retry of an unresolved payment that fails before the rail this time keeps the first attempt counted', async () => {
+    const k = key();
+    const body = 'amount=1500&currency=usd';
+    // The first attempt reaches the rail, which creates the payment, but answers too late.
+    const t1 = await payAs('unlucky', body, k, { headers: { 'X-Mock-Delay-Ms': String(RAIL_TIMEOUT_MS * 3) } });
+    stripeShapedError(assert, t1, 504, 'payguard_rail_timeout');
+    assert.equal((await railPosts(flaky)).length, 1, 'the first attempt reached the rail');
+    // The rail goes away; the retry cannot reach it.
+    await flaky.stop();
+    const t2 = await payAs('unlucky', body, k);
+    stripeShapedError(assert, t2, 502, 'payguard_rail_unreachable');
+    // The first attempt may have moved 15.00: it must still count.
+    const day = parseWindow((await ledgerShow(file, 'unlucky')).stdout, 'daily');
+    assert.equal((day?.posted ?? 0) + (day?.pending ?? 0), 1500,
+                 `15.00 still counted after the failed retry: ${day?.line}`);
+    const other = await payAs('unlucky', 'amount=1000&currency=usd');
+    stripeShapedError(assert, other, 403, 'payguard_daily_limit');
 });
 
 test('after a restart on the same data_dir: stored answers replay, spend is still counted', async () => {
