@@ -1,11 +1,15 @@
-/* Microbenchmarks of the policy path: ns per Stripe body classification and
- * ns per decision (stateless + stateful rules) with every rule kind set.
- * Prints one JSON line; `make bench` includes it in bench/RESULTS.md. */
+/* Microbenchmarks of the policy path: ns per Stripe body classification, ns
+ * per decision (stateless + stateful rules) with every rule kind set, and ns
+ * to read the rail's answer to a payment (pg_rail_outcome on the mock rail's
+ * 1 KB payment_intent), which the money path runs once per payment.
+ * Prints one JSON line; `make bench` includes it in bench/RESULTS.md.
+ * `policy_bench ROUNDS` (default 9, odd) trades precision for time. */
 #include "common/pg.h"
 #include "policy/policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +41,23 @@ static const char body[] =
     "&metadata[order_id]=ord_789&metadata[agent]=shopper"
     "&transfer_data[destination]=acct_1TrustedShop&payment_method=pm_card_visa";
 
+/* What tools/mockrail answers to POST /v1/payment_intents (1,014 bytes). */
+static const char answer[] =
+    "{\"id\":\"pi_L2nJs42B5hYuP8rHROVvPmqz\",\"object\":\"payment_intent\",\"amount\":1000,"
+    "\"amount_capturable\":0,\"amount_details\":{\"tip\":{}},\"amount_received\":0,"
+    "\"application\":null,\"application_fee_amount\":null,\"automatic_payment_methods\":null,"
+    "\"canceled_at\":null,\"cancellation_reason\":null,\"capture_method\":\"automatic\","
+    "\"client_secret\":\"pi_L2nJs42B5hYuP8rHROVvPmqz_secret_owvRloV1pZY483BZ5HQm2vnvZ\","
+    "\"confirmation_method\":\"automatic\",\"created\":1795259269,\"currency\":\"usd\","
+    "\"customer\":null,\"description\":null,\"last_payment_error\":null,\"latest_charge\":null,"
+    "\"livemode\":false,\"metadata\":{},\"next_action\":null,\"on_behalf_of\":null,"
+    "\"payment_method\":null,\"payment_method_configuration_details\":null,"
+    "\"payment_method_options\":{},\"payment_method_types\":[\"card\"],\"processing\":null,"
+    "\"receipt_email\":null,\"review\":null,\"setup_future_usage\":null,\"shipping\":null,"
+    "\"source\":null,\"statement_descriptor\":null,\"statement_descriptor_suffix\":null,"
+    "\"status\":\"requires_payment_method\",\"transfer_data\":{\"destination\":"
+    "\"acct_1TrustedBench\"},\"transfer_group\":null}";
+
 static double now_ns(void)
 {
     struct timespec ts;
@@ -50,11 +71,17 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-#define ROUNDS 9
+#define ROUNDS_MAX 99
 #define ITERS 200000
+#define OUTCOME_ITERS 20000
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int rounds = argc > 1 ? atoi(argv[1]) : 9;
+    if (argc > 2 || rounds < 1 || rounds > ROUNDS_MAX) {
+        fprintf(stderr, "usage: policy_bench [ROUNDS 1..%d]\n", ROUNDS_MAX);
+        return 2;
+    }
     char path[] = "/tmp/pg-policy-bench-XXXXXX";
     int fd = mkstemp(path);
     if (fd < 0 || write(fd, yaml, sizeof(yaml) - 1) != (ssize_t)(sizeof(yaml) - 1)) {
@@ -88,12 +115,14 @@ int main(void)
     struct pg_slice method = PG_SLICE("POST"), target = PG_SLICE("/v1/payment_intents"),
                     ctype = PG_SLICE("application/x-www-form-urlencoded"),
                     b = pg_slice_of(body, sizeof(body) - 1);
-    double classify[ROUNDS], decide[ROUNDS];
+    struct pg_slice ans = pg_slice_of(answer, sizeof(answer) - 1);
+    struct pg_outcome out;
+    double classify[ROUNDS_MAX], decide[ROUNDS_MAX], outcome[ROUNDS_MAX];
     unsigned long long sink = 0;
     int64_t t = 1795431600; /* a Monday noon in Paris */
     struct pg_spend spend = { 120000, 250000, 600000, 12 };
 
-    for (int r = 0; r < ROUNDS; r++) {
+    for (int r = 0; r < rounds; r++) {
         double t0 = now_ns();
         for (int i = 0; i < ITERS; i++) {
             if (pg_rail_classify(routes, method, target, ctype, b, in, &d) != 0)
@@ -108,18 +137,32 @@ int main(void)
             sink += d.verdict;
         }
         double t2 = now_ns();
+        for (int i = 0; i < OUTCOME_ITERS; i++) {
+            pg_rail_outcome(PG_PRESET_STRIPE, in, 200, ans, &out);
+            sink += (unsigned long long)out.kind;
+        }
+        double t3 = now_ns();
         classify[r] = (t1 - t0) / ITERS;
         decide[r] = (t2 - t1) / ITERS;
+        outcome[r] = (t3 - t2) / OUTCOME_ITERS;
     }
     if (d.verdict != PG_VERDICT_ALLOW) {
         fprintf(stderr, "policy_bench: expected allow, got %s (%s)\n", pg_verdict_name(d.verdict),
                 d.message);
         return 1;
     }
-    qsort(classify, ROUNDS, sizeof(double), cmp_double);
-    qsort(decide, ROUNDS, sizeof(double), cmp_double);
-    printf("{\"classify_ns\":%.0f,\"decide_ns\":%.0f,\"body_bytes\":%zu,\"sink\":%llu}\n",
-           classify[ROUNDS / 2], decide[ROUNDS / 2], sizeof(body) - 1, sink % 10);
+    if (strcmp(out.object_id, "pi_L2nJs42B5hYuP8rHROVvPmqz") != 0) {
+        fprintf(stderr, "policy_bench: pg_rail_outcome did not read the answer (object \"%s\")\n",
+                out.object_id);
+        return 1;
+    }
+    qsort(classify, (size_t)rounds, sizeof(double), cmp_double);
+    qsort(decide, (size_t)rounds, sizeof(double), cmp_double);
+    qsort(outcome, (size_t)rounds, sizeof(double), cmp_double);
+    printf("{\"classify_ns\":%.0f,\"decide_ns\":%.0f,\"outcome_ns\":%.0f,\"body_bytes\":%zu,"
+           "\"answer_bytes\":%zu,\"sink\":%llu}\n",
+           classify[rounds / 2], decide[rounds / 2], outcome[rounds / 2], sizeof(body) - 1,
+           sizeof(answer) - 1, sink % 10);
     free(in);
     pg_policy_free(pol);
     pg_routes_free(routes);
