@@ -227,6 +227,8 @@ test('a rail timeout keeps the payment pending; the retry reaches the rail under
     const replay = await payAs('waiter', body, k);
     assert.equal(replay.status, 200);
     assert.equal(replay.json.id, retry.json.id);
+    const flags = replay.rawHeaders.filter((_, i) => i % 2 === 0 && /^idempotent-replayed$/i.test(replay.rawHeaders[i]));
+    assert.equal(flags.length, 1, `one Idempotent-Replayed header: ${JSON.stringify(replay.rawHeaders)}`);
     await sleep(20);
     assert.equal((await mock.requests()).length, n1, 'a replay does not call the rail');
 });
