@@ -13,7 +13,7 @@ import {
     testWithLogs, stripeShapedError, headerValues, sleep,
 } from './lib/harness.mjs';
 import { request } from './lib/http.mjs';
-import { derivedKey, pay, railPosts, ledgerShow, parseWindow } from './lib/ledger.mjs';
+import { derivedKey, pay, railPosts, ledgerShow, parseWindow, FORM } from './lib/ledger.mjs';
 
 const RAIL_TIMEOUT_MS = 800;
 
@@ -31,6 +31,9 @@ const AGENTS = {
     follower: 'settling',  // follow-ups: confirm, capture, cancel
     restarter: 'settling', // answers stored across a restart
     unlucky: 'small',      // daily 20.00, on a rail that goes away
+    refunder: 'restoring', // daily 25.00, refunds_restore: true
+    keeper: 'keeping',     // daily 25.00, refunds give nothing back
+    refunds: 'small',      // daily 20.00: refunds of a payment made elsewhere
     decliner: 'settling',  // daily 6000.00: declines are voided
     failer: 'settling',    // daily 6000.00: 5xx stays pending
     waiter: 'small',       // daily 20.00, on the slow rail: timeouts stay pending
@@ -54,6 +57,8 @@ before(async () => {
             small: { currency: 'usd', daily: '20.00' },
             quick: { currency: 'usd', velocity: { max: 5, per: '1m' } },
             weekly: { currency: 'usd', weekly: '50.00' },
+            restoring: { currency: 'usd', daily: '25.00', refunds_restore: true },
+            keeping: { currency: 'usd', daily: '25.00' },
         },
         agents: Object.entries(AGENTS).map(([id, policy]) => ({
             id, org: 'acme', token: tok[id].hash, policy,
@@ -149,6 +154,40 @@ test('follow-ups settle the reservation of the object they name: confirm + captu
     const again = await payAs('follower', 'amount=100000&currency=usd');
     assert.equal(again.status, 200, `the canceled 1000.00 is available again: ${again.body}`);
     assert.equal((await railPosts(mock, n0)).length, 6, 'create, confirm, capture, create, cancel, create');
+});
+
+test('refunds give budget back only with refunds_restore: true', async () => {
+    for (const [agent, restores] of [['refunder', true], ['keeper', false]]) {
+        // 20.00 posted of 25.00.
+        const pi = await payAs(agent, 'amount=2000&currency=usd&confirm=true&payment_method=pm_card_visa');
+        assert.equal(pi.status, 200, pi.body);
+        assert.equal(pi.json.status, 'succeeded');
+        const re = await payAs(agent, `payment_intent=${pi.json.id}&amount=500`, key(), { path: '/v1/refunds' });
+        assert.equal(re.status, 200, re.body);
+        assert.equal(re.json.object, 'refund');
+        const day = parseWindow((await ledgerShow(file, agent)).stdout, 'daily');
+        assert.equal(day?.posted, restores ? 1500 : 2000, `${agent}: ${day?.line}`);
+        // 10.00 fits only if the refund gave 5.00 back.
+        const next = await payAs(agent, 'amount=1000&currency=usd');
+        if (restores) assert.equal(next.status, 200, `${agent}: the refunded 5.00 is available again: ${next.body}`);
+        else stripeShapedError(assert, next, 403, 'payguard_daily_limit');
+    }
+});
+
+test('refunds count against the limits (README, Spending policy): refunds of 15.00 twice under a daily 20.00: the second is denied', async () => {
+    // A 100.00 payment made outside payguard, refunded through it.
+    const direct = await fetch(`${mock.url}/v1/payment_intents`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${mock.secret}`, 'Content-Type': FORM },
+        body: 'amount=10000&currency=usd&confirm=true&payment_method=pm_card_visa',
+    }).then((r) => r.json());
+    assert.equal(direct.status, 'succeeded');
+    const first = await payAs('refunds', `payment_intent=${direct.id}&amount=1500`, key(), { path: '/v1/refunds' });
+    assert.equal(first.status, 200, first.body);
+    const before = await mock.count();
+    const second = await payAs('refunds', `payment_intent=${direct.id}&amount=1500`, key(), { path: '/v1/refunds' });
+    stripeShapedError(assert, second, 403, 'payguard_daily_limit');
+    assert.equal(await mock.count(), before, 'the rail saw nothing');
 });
 
 test('a declined payment gives its budget back: after a 402 from the rail, a payment that only fits without it passes', async () => {
