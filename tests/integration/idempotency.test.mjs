@@ -327,6 +327,23 @@ test('keys are per agent: two agents with the same key and body each reach the r
                      [[derivedKey('shopper', k)], [derivedKey('other', k)]]);
 });
 
+test('keys on non-money writes are per agent too: another agent reusing a key never gets the first agent\'s object', async () => {
+    const n0 = (await mock.requests()).length;
+    const k = key();
+    const body = 'email=alice%40a.example&name=Alice';
+    const a = await shopperPay(body, k, { path: '/v1/customers' });
+    assert.equal(a.status, 200, a.body);
+    const b = await pay(pg.port, tok.other.token, body, k, { path: '/v1/customers' });
+    assert.equal(b.status, 200, b.body);
+    assert.notEqual(b.json.id, a.json.id, `agent "other" got agent "shopper"'s customer ${a.json.id} replayed by the rail`);
+    const c = await pay(pg.port, tok.other.token, 'email=bob%40b.example', key(), { path: '/v1/customers' });
+    assert.equal(c.status, 200, c.body);
+    const posts = await railPosts(mock, n0);
+    const keys = posts.map((r) => headerValues(r, 'Idempotency-Key')[0]);
+    assert.notEqual(keys[0], keys[1], 'two agents\' keys never collide at the rail (DESIGN §6)');
+    assert.ok(!keys.includes(k), `the agent's own key reached the rail: ${keys}`);
+});
+
 test('the rail\'s declines and errors are stored too: a retry replays the 402 or the 500 without calling the rail', async () => {
     for (const [amount, status] of [[402402, 402], [500500, 500]]) {
         const n0 = (await mock.requests()).length;
