@@ -180,6 +180,24 @@ test('through the Stripe SDK: the hold raises StripeCardError with the approval 
     assert.match(pi.id, /^pi_/);
 });
 
+test('approvals are durable: held, payguard stopped, approved offline, restarted: the retry goes through once', async () => {
+    const k = key();
+    const body = 'amount=3100&currency=usd';
+    const id = await hold('approving', body, k);
+    const { code } = await pg.stop();
+    assert.equal(code, 0, pg.tail(40));
+    const list = await approvalsList(file);
+    assert.ok(list.stdout.includes(id), `still pending while payguard is down:\n${list.text}`);
+    assert.equal((await approvalsDecide(file, 'approve', id)).code, 0);
+    pg = await startPayguard(file, { env: { MOCK_STRIPE_SECRET: mock.secret } });
+    const n0 = (await mock.requests()).length;
+    const res = await payAs('approving', body, k);
+    assert.equal(res.status, 200, res.body);
+    const again = await payAs('approving', body, k);
+    assert.equal(again.headers['idempotent-replayed'], 'true');
+    assert.equal((await railPosts(mock, n0)).length, 1);
+});
+
 test('payguard stops cleanly on SIGTERM', async () => {
     const { code, signal } = await pg.stop();
     assert.equal(signal, null, pg.tail());

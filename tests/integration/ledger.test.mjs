@@ -34,6 +34,7 @@ const AGENTS = {
     refunder: 'restoring', // daily 25.00, refunds_restore: true
     keeper: 'keeping',     // daily 25.00, refunds give nothing back
     refunds: 'small',      // daily 20.00: refunds of a payment made elsewhere
+    grower: 'small',       // daily 20.00: an intent's amount raised by an update
     decliner: 'settling',  // daily 6000.00: declines are voided
     failer: 'settling',    // daily 6000.00: 5xx stays pending
     waiter: 'small',       // daily 20.00, on the slow rail: timeouts stay pending
@@ -188,6 +189,21 @@ test('refunds count against the limits (README, Spending policy): refunds of 15.
     const second = await payAs('refunds', `payment_intent=${direct.id}&amount=1500`, key(), { path: '/v1/refunds' });
     stripeShapedError(assert, second, 403, 'payguard_daily_limit');
     assert.equal(await mock.count(), before, 'the rail saw nothing');
+});
+
+test('an update that raises an intent\'s amount is checked for the difference and grows its reservation', async () => {
+    const pi = await payAs('grower', 'amount=1000&currency=usd');
+    assert.equal(pi.status, 200, pi.body);
+    const before = await mock.count();
+    const tooMuch = await payAs('grower', 'amount=2001&currency=usd', key(), { path: `/v1/payment_intents/${pi.json.id}` });
+    stripeShapedError(assert, tooMuch, 403, 'payguard_daily_limit');
+    assert.equal(await mock.count(), before, 'the rail saw nothing');
+    const grown = await payAs('grower', 'amount=2000&currency=usd', key(), { path: `/v1/payment_intents/${pi.json.id}` });
+    assert.equal(grown.status, 200, grown.body);
+    assert.equal(grown.json.amount, 2000);
+    const day = parseWindow((await ledgerShow(file, 'grower')).stdout, 'daily');
+    assert.equal((day?.posted ?? 0) + (day?.pending ?? 0), 2000, `one reservation of 20.00: ${day?.line}`);
+    stripeShapedError(assert, await payAs('grower', 'amount=1&currency=usd'), 403, 'payguard_daily_limit');
 });
 
 test('a declined payment gives its budget back: after a 402 from the rail, a payment that only fits without it passes', async () => {
