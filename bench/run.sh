@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# payguard's benchmark: the same small request (GET /v1/balance) sent by
-# bench/loadgen straight to the mock rail, through nginx as a plain reverse
-# proxy, and through payguard, in alternation, plus payguard's memory with
-# 1,000 idle keep-alive connections. Builds nothing: `make bench` builds the
+# payguard's benchmark: the same requests sent by bench/loadgen straight to
+# the mock rail, through nginx as a plain reverse proxy, and through payguard,
+# in alternation: a read (GET /v1/balance, no ledger) and a payment (POST
+# /v1/payment_intents with a fresh Idempotency-Key each, through payguard's
+# durable ledger); plus the disk's durable-commit ceiling (commit_ceiling),
+# the policy microbenchmark (policy_bench) and payguard's memory with 1,000
+# idle keep-alive connections. Builds nothing: `make bench` builds the
 # release tree first. Everything listens on 127.0.0.1 and is killed on exit.
 #
-#   bench/run.sh            full run (~3 min): writes bench/RESULTS.md
+#   bench/run.sh            full run (~4.5 min): writes bench/RESULTS.md
 #   bench/run.sh --quick    one short round (<30 s): writes bench/out/RESULTS.quick.md
 #   bench/run.sh --profile  CPU time and syscalls per request (payguard vs nginx,
 #                           perf stat), then payguard under load with perf record:
 #                           writes bench/out/profile.txt (needs perf)
+#   bench/run.sh --profile-payments  payguard under the payments load: per-thread
+#                           CPU and syscalls (loop thread, ledger writer), then
+#                           perf record: writes bench/out/profile-payments.txt
 #
 # Per-run figures always go to bench/out/results.csv.
 set -euo pipefail
@@ -20,7 +26,8 @@ case "${1:-}" in
     "") ;;
     --quick) mode=quick ;;
     --profile) mode=profile ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --profile-payments) mode=profile_pay ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown option $1 (see bench/run.sh --help)" >&2; exit 2 ;;
 esac
 
@@ -28,26 +35,45 @@ BUILD=build/release
 LOADGEN=$BUILD/bench/loadgen
 PAYGUARD=$BUILD/payguard
 MOCKRAIL=$BUILD/mockrail
+LEDGER_INFO=$BUILD/bench/ledger_info
+COMMIT_CEILING=$BUILD/bench/commit_ceiling
+POLICY_BENCH=$BUILD/bench/policy_bench
 OUT=bench/out
 SECRET=sk_test_bench
 PATH_REQ=/v1/balance
 CONNS=32
 IDLE_CONNS=1000
+# The payment: every rule of the bench policy runs on it and passes.
+PAY_PATH=/v1/payment_intents
+PAY_BODY='amount=1000&currency=usd&transfer_data[destination]=acct_1TrustedBench'
+PAY_CONNS=64
+READ_REQ=(-p "$PATH_REQ")
+PAY_REQ=(-m POST -p "$PAY_PATH" -b "$PAY_BODY" --unique-idempotency)
 
+# *_ROUNDS rounds of *_WARM s warm-up + *_MEASURE s measured per target.
+# PAY32: payments at $CONNS connections, beside the reads. CEIL_*: commit_ceiling.
 if [ "$mode" = quick ]; then
-    ROUNDS=1; WARM=1; MEASURE=2; C1_WARM=0.5; C1_MEASURE=1; C1_ROUNDS=1; IDLE_HOLD=0.5
-    PIN_ROUNDS=1; PIN_WARM=0.5; PIN_MEASURE=1.5
-elif [ "$mode" = profile ]; then
+    ROUNDS=1; WARM=0.5; MEASURE=1; C1_WARM=0.2; C1_MEASURE=0.8; C1_ROUNDS=1; IDLE_HOLD=0.5
+    PIN_ROUNDS=1; PIN_WARM=0.3; PIN_MEASURE=1
+    PAY_ROUNDS=1; PAY_WARM=0.5; PAY_MEASURE=1; PAY32_ROUNDS=0
+    PAYC1_ROUNDS=1; PAYC1_WARM=0.2; PAYC1_MEASURE=0.8
+    CEIL_WARM=0.1; CEIL_MEASURE=0.5; POLICY_ROUNDS=1
+elif [ "$mode" = profile ] || [ "$mode" = profile_pay ]; then
     ROUNDS=0; WARM=2; MEASURE=10; C1_ROUNDS=0; IDLE_HOLD=0; PIN_ROUNDS=0
+    PAY_ROUNDS=0; PAY32_ROUNDS=0; PAYC1_ROUNDS=0
 else
-    ROUNDS=5; WARM=2; MEASURE=5; C1_WARM=1; C1_MEASURE=3; C1_ROUNDS=3; IDLE_HOLD=3
-    PIN_ROUNDS=3; PIN_WARM=1; PIN_MEASURE=4
+    ROUNDS=4; WARM=1; MEASURE=4; C1_WARM=0.5; C1_MEASURE=2.5; C1_ROUNDS=3; IDLE_HOLD=2
+    PIN_ROUNDS=2; PIN_WARM=1; PIN_MEASURE=3
+    PAY_ROUNDS=3; PAY_WARM=1; PAY_MEASURE=4; PAY32_ROUNDS=2; PAY32_WARM=1; PAY32_MEASURE=3
+    PAYC1_ROUNDS=3; PAYC1_WARM=0.5; PAYC1_MEASURE=2.5
+    CEIL_WARM=0.5; CEIL_MEASURE=3; POLICY_ROUNDS=7
 fi
+SCRIPT_START=$(date +%s)
 
 say() { printf 'bench: %s\n' "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
-for b in "$LOADGEN" "$PAYGUARD" "$MOCKRAIL"; do
+for b in "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$LEDGER_INFO" "$COMMIT_CEILING" "$POLICY_BENCH"; do
     [ -x "$b" ] || die "$b is missing; run \`make bench\` (it builds the release tree first)"
 done
 
@@ -73,8 +99,9 @@ PIDS=()
 # Private copies: a rebuild during the run neither swaps binaries under the
 # measurement nor leaves perf with "(deleted)" symbols.
 mkdir -p "$TMP/bin"
-cp "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$TMP/bin/"
+cp "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$LEDGER_INFO" "$COMMIT_CEILING" "$POLICY_BENCH" "$TMP/bin/"
 LOADGEN=$TMP/bin/loadgen PAYGUARD=$TMP/bin/payguard MOCKRAIL=$TMP/bin/mockrail
+LEDGER_INFO=$TMP/bin/ledger_info COMMIT_CEILING=$TMP/bin/commit_ceiling POLICY_BENCH=$TMP/bin/policy_bench
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # How busy the machine is before we start: a neighbour's load skews everything.
 IDLE_BUSY_PCT=$(b0=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat); sleep 1
@@ -228,12 +255,30 @@ rails:
     pool_size: 64
 orgs:
   bench:
-    timezone: UTC
+    timezone: Europe/Paris
+# Every rule kind set, all generous: each payment runs every check (and the
+# ledger's fresh-spend windows and velocity count) and passes. Velocity is per
+# second so that no payment rate this box can reach trips it.
+policies:
+  bench:
+    currency: usd
+    per_transaction: "1000000.00"
+    daily: "90000000000.00"
+    weekly: "90000000000.00"
+    monthly: "90000000000.00"
+    approval_above: "500000.00"
+    auto_approve_below: "1.00"
+    merchants: {allow: ["acct_1Trusted*"], deny: ["acct_1Blocked*"]}
+    hours: {days: mon-sun, from: "00:00", to: "24:00"}
+    velocity: {max: 1000000, per: 1s}
+    currencies: [usd, eur]
+    operations: [payment, refund, read]
 agents:
   - id: bench
     org: bench
     token: "$AGENT_HASH"
     rails: [stripe]
+    policy: bench
 EOF
 mkdir -p "$TMP/data"
 BENCH_STRIPE_SECRET=$SECRET "$PAYGUARD" run -c "$TMP/payguard.yaml" >"$TMP/payguard.out" 2>"$TMP/payguard.err" &
@@ -259,6 +304,8 @@ AUTH[nginx1]="Bearer $SECRET"
 LABEL[nginx1]="nginx, 1 worker"
 if [ "$mode" = profile ]; then
     TARGETS=(payguard nginx1)
+elif [ "$mode" = profile_pay ]; then
+    TARGETS=(payguard)
 else
     if [ "$mode" = full ]; then
         start_nginx auto auto
@@ -270,11 +317,17 @@ else
     fi
 fi
 
-# loadgen TARGET CONNS WARM MEASURE -> JSON line; fails loudly.
+# Payments go to the same three places: the rail itself, nginx passing them
+# through, payguard deciding and recording each one.
+PAY_TARGETS=(direct nginx1 payguard)
+
+# loadgen TARGET CONNS WARM MEASURE -> JSON line; fails loudly. The request is
+# "${REQ[@]}": READ_REQ or PAY_REQ.
 LG_WRAP=() # e.g. (taskset -c 0) while CPUs are pinned
+REQ=("${READ_REQ[@]}")
 loadgen() {
     local t=$1 out
-    if ! out=$("${LG_WRAP[@]+"${LG_WRAP[@]}"}" "$LOADGEN" -q -c "$2" -w "$3" -d "$4" -p "$PATH_REQ" \
+    if ! out=$("${LG_WRAP[@]+"${LG_WRAP[@]}"}" "$LOADGEN" -q -c "$2" -w "$3" -d "$4" "${REQ[@]}" \
                -H "Authorization: ${AUTH[$t]}" "${ADDR[$t]}" 2>"$TMP/loadgen.err"); then
         die "loadgen against $t (${ADDR[$t]}) failed: $(cat "$TMP/loadgen.err")"
     fi
@@ -290,12 +343,20 @@ for t in "${TARGETS[@]}"; do
     [ "$(jnum "$r" ok)" -gt 0 ] && [ "$(jnum "$r" non2xx)" = 0 ] \
         || die "$t does not answer GET $PATH_REQ with 2xx: $r"
 done
+REQ=("${PAY_REQ[@]}")
+for t in "${PAY_TARGETS[@]}"; do
+    [ "$mode" != profile ] || break
+    r=$(loadgen "$t" 1 0 0.2)
+    [ "$(jnum "$r" ok)" -gt 0 ] && [ "$(jnum "$r" non2xx)" = 0 ] \
+        || die "$t does not answer POST $PAY_PATH with 2xx: $r (payguard's log: $(tail -2 "$TMP/payguard.log"))"
+done
+REQ=("${READ_REQ[@]}")
 
 CSV=$OUT/results.csv
 echo "mode,scenario,round,target,connections,requests,rps,p50_us,p90_us,p99_us,p999_us,max_us,ok,non2xx,errors,server_cpu_us_per_req,rail_cpu_us_per_req,loadgen_cpu_pct,extra" >"$CSV"
-csv_row() { # scenario round target json server_cpu rail_cpu
+csv_row() { # scenario round target json server_cpu rail_cpu [extra]
     local j=$4
-    echo "$mode,$1,$2,$3,$(jnum "$j" connections),$(jnum "$j" requests),$(jnum "$j" rps),$(jnum "$j" p50_us),$(jnum "$j" p90_us),$(jnum "$j" p99_us),$(jnum "$j" p999_us),$(jnum "$j" max_us),$(jnum "$j" ok),$(jnum "$j" non2xx),$(jnum "$j" errors),${5:-},${6:-},$(jnum "$j" loadgen_cpu_pct)," >>"$CSV"
+    echo "$mode,$1,$2,$3,$(jnum "$j" connections),$(jnum "$j" requests),$(jnum "$j" rps),$(jnum "$j" p50_us),$(jnum "$j" p90_us),$(jnum "$j" p99_us),$(jnum "$j" p999_us),$(jnum "$j" max_us),$(jnum "$j" ok),$(jnum "$j" non2xx),$(jnum "$j" errors),${5:-},${6:-},$(jnum "$j" loadgen_cpu_pct),${7:-}" >>"$CSV"
 }
 
 # --- profile mode: where payguard's time goes -------------------------------------
@@ -380,7 +441,125 @@ EOF2
     exit 0
 fi
 
+# --- profile-payments mode: where a payment's time goes, thread by thread ---------------
+# 1. perf stat per thread over a fixed window of the payments load ($PAY_CONNS
+#    connections): CPU and syscalls per payment on the loop thread and on the ledger's
+#    writer thread, and the writer's commits (LMDB txnid) and batch sizes (audit entries
+#    per commit: one per BEGIN and one per SETTLE).
+# 2. perf record with DWARF stacks, reported per thread.
+if [ "$mode" = profile_pay ]; then
+    command -v perf >/dev/null || die "perf is missing (apt-get install linux-perf)"
+    EVENTS=task-clock,context-switches,page-faults,raw_syscalls:sys_enter
+    for s in read write writev pwrite64 fdatasync fsync lseek epoll_wait epoll_ctl futex \
+             sched_yield mmap munmap madvise; do
+        [ -d "/sys/kernel/tracing/events/syscalls/sys_enter_$s" ] && EVENTS+=",syscalls:sys_enter_$s"
+    done
+    WINDOW=5
+    cat >"$TMP/window.sh" <<'EOF2'
+mock_requests() {
+    exec 5<>"/dev/tcp/127.0.0.1/$1"
+    printf 'GET /__mock/stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&5
+    sed -n 's/.*"requests":\([0-9]*\).*/\1/p' <&5
+    exec 5<&-
+}
+n0=$(mock_requests "$1"); l0=$("$3" "$4"); sleep "$2"; n1=$(mock_requests "$1"); l1=$("$3" "$4")
+echo "$((n1 - n0))"; echo "$l0"; echo "$l1"
+EOF2
+    REQ=("${PAY_REQ[@]}")
+    loadgen payguard "$PAY_CONNS" 1 2 >/dev/null
+    "$LOADGEN" -q -c "$PAY_CONNS" -w 0 -d $((WINDOW + 3)) "${REQ[@]}" -H "Authorization: ${AUTH[payguard]}" \
+        "$PG_ADDR" >"$TMP/stat-pay.json" 2>"$TMP/stat-pay.err" &
+    LG=$!
+    sleep 1
+    perf stat --per-thread -x, -e "$EVENTS" -p "$PG_PID" -o "$TMP/stat-pay.csv" -- \
+        bash "$TMP/window.sh" "$MOCK_PORT" "$WINDOW" "$LEDGER_INFO" "$TMP/data" >"$TMP/stat-pay.n" 2>/dev/null \
+        || die "perf stat failed"
+    wait "$LG" || die "loadgen failed: $(cat "$TMP/stat-pay.err")"
+    N=$(sed -n 1p "$TMP/stat-pay.n"); L0=$(sed -n 2p "$TMP/stat-pay.n"); L1=$(sed -n 3p "$TMP/stat-pay.n")
+    [ "${N:-0}" -gt 0 ] || die "no payment reached the rail while profiling"
+    COMMITS=$(( $(jnum "$L1" txnid) - $(jnum "$L0" txnid) ))
+    ITEMS=$(( $(jnum "$L1" audit) - $(jnum "$L0" audit) ))
+    PERTHREAD=$(awk -F, -v n="$N" -v main="payguard-$PG_PID" '
+        /^#/ || NF < 4 || $2 == "" || $2 ~ /not/ { next }
+        { v = $2 + 0; ev = $4; who = ($1 == main) ? "loop" : $1
+          if (v == 0) next
+          if (ev == "task-clock") printf "%-16s %-32s %9.2f us CPU per payment\n", who, ev, v * 1000 / n
+          else printf "%-16s %-32s %9.3f per payment\n", who, ev, v / n }
+    ' "$TMP/stat-pay.csv" | sort -s -k1,1)
+    r=$(cat "$TMP/stat-pay.json")
+    perf record -F 999 --call-graph dwarf,16384 -o "$TMP/perf.data" -p "$PG_PID" -- sleep 5 \
+        >/dev/null 2>"$TMP/perf.err" &
+    PERF_PID=$!
+    sleep 0.2
+    r2=$(loadgen payguard "$PAY_CONNS" 0 5.5)
+    wait "$PERF_PID" || die "perf record failed: $(cat "$TMP/perf.err")"
+    WRITER=$(perf report -i "$TMP/perf.data" --sort pid --stdio -g none 2>/dev/null |
+             awk -v m="$PG_PID:" '$3 ~ /^[0-9]+:/ && index($3, m) != 1 { split($3, a, ":"); print a[1]; exit }')
+    {
+        echo "# payguard profile: POST $PAY_PATH (unique Idempotency-Key), $PAY_CONNS keep-alive connections"
+        echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), $(nproc) CPUs"
+        echo "# load during perf stat: $r"
+        echo "# load during perf record: $r2"
+        echo
+        echo "## Per thread, per payment (perf stat over ${WINDOW} s; loop = payguard's main thread)"
+        echo "$PERTHREAD"
+        echo "$N payments reached the rail in the ${WINDOW} s window ($((N / WINDOW))/s)"
+        echo "ledger: $COMMITS commits ($((COMMITS / WINDOW))/s), $ITEMS audited items (BEGIN + SETTLE), $(awk -v a="$ITEMS" -v b="$COMMITS" 'BEGIN { if (b) printf "%.1f", a / b }') items per commit"
+        echo "ledger before: $L0"
+        echo "ledger after:  $L1"
+        echo
+        echo "## perf report --sort pid (samples by thread)"
+        perf report -i "$TMP/perf.data" --sort pid --stdio -g none 2>/dev/null | grep -v '^$'
+        for tid in "$PG_PID" ${WRITER:+"$WRITER"}; do
+            echo
+            echo "## thread $tid ($([ "$tid" = "$PG_PID" ] && echo loop || echo ledger writer)): inclusive (--children, >= 1.5% of all samples)"
+            perf report -i "$TMP/perf.data" --tid "$tid" --children --stdio --percent-limit 1.5 -g none 2>/dev/null | grep -v '^$' | grep -v '^#'
+            echo
+            echo "## thread $tid: self (--no-children, >= 0.5% of all samples)"
+            perf report -i "$TMP/perf.data" --tid "$tid" --no-children --stdio --percent-limit 0.5 -g none 2>/dev/null | grep -v '^$' | grep -v '^#'
+        done
+    } >"$OUT/profile-payments.txt"
+    cp "$TMP/perf.data" "$OUT/perf-payments.data"
+    say "profile: $OUT/profile-payments.txt (raw: $OUT/perf-payments.data)"
+    echo "$PERTHREAD"
+    exit 0
+fi
+
 START_TS=$(date +%s)
+
+# --- policy microbenchmark and the disk's durable-commit ceiling ------------------------
+# Before any load, while the machine and the disk are quiet. The ceiling runs in the
+# temp dir, next to payguard's data_dir: same filesystem.
+say "policy_bench ($POLICY_ROUNDS rounds)"
+POLICY=$("$POLICY_BENCH" "$POLICY_ROUNDS") || die "policy_bench failed"
+say "commit_ceiling: one put per commit, then 64"
+CEIL1=$("$COMMIT_CEILING" -w "$CEIL_WARM" -d "$CEIL_MEASURE" -b 1 "$TMP/ceiling-1") || die "commit_ceiling failed"
+CEIL64=$("$COMMIT_CEILING" -w "$CEIL_WARM" -d "$CEIL_MEASURE" -b 64 "$TMP/ceiling-64") || die "commit_ceiling failed"
+rm -rf "$TMP/ceiling-1" "$TMP/ceiling-64"
+say "ceiling: $(jnum "$CEIL1" commits_per_s) commits/s (1 put), $(jnum "$CEIL64" records_per_s) records/s (64 puts per commit)"
+# The filesystem they and payguard's ledger live on.
+fs_desc() {
+    local src fstype opts dev base journal cache rot
+    src=$(findmnt -no SOURCE -T "$1" 2>/dev/null | head -1)
+    fstype=$(findmnt -no FSTYPE -T "$1" 2>/dev/null | head -1)
+    opts=$(findmnt -no OPTIONS -T "$1" 2>/dev/null | head -1)
+    dev=${src##*/}
+    base=$dev
+    [ -e "/sys/class/block/$dev/partition" ] && base=$(basename "$(readlink -f "/sys/class/block/$dev/..")")
+    journal=
+    if [ "$fstype" = ext4 ]; then
+        if compgen -G "/proc/fs/jbd2/$dev-*" >/dev/null; then journal=", with journal"; else journal=", no journal"; fi
+    fi
+    [ -r "/sys/block/$base/stat" ] && DISK_STAT=/sys/block/$base/stat
+    cache=$(cat "/sys/block/$base/queue/write_cache" 2>/dev/null || echo unknown)
+    rot=$(cat "/sys/block/$base/queue/rotational" 2>/dev/null || echo "?")
+    printf '%s on %s%s (%s); device write cache: %s; rotational: %s' "$fstype" "$src" "$journal" "$opts" "$cache" "$rot"
+}
+DISK_STAT= # the block device's counters, when it has some: sectors written are field 7
+fs_desc "$TMP" >"$TMP/fs_desc"
+FS_DESC=$(cat "$TMP/fs_desc")
+SAME_FS=no
+[ "$(stat -c %d "$TMP")" = "$(stat -c %d .)" ] && SAME_FS=yes
 
 # --- memory: payguard (and nginx, for scale) with 1,000 idle keep-alive connections ---
 # First bare connections (accepted, nothing sent); then connections that each send one
@@ -457,17 +636,66 @@ PROCS[nginx1]=$(nginx_workers "$NGINX_w1_PID")
 [ -n "${NGINX_auto_PID:-}" ] && PROCS[nginx_auto]=$(nginx_workers "$NGINX_auto_PID")
 per_req() { awk -v d="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n; else print "" }'; }
 
-# measure TARGET CONNS WARM MEASURE -> sets R (JSON), SCPU, RCPU (µs per request)
+# payguard's threads: "tid cpu_ticks run_ns runq_ns" lines (utime + stime; time on a
+# CPU and time runnable but waiting for one, from schedstat).
+pg_tasks() {
+    local d
+    for d in /proc/"$PG_PID"/task/*; do
+        echo "${d##*/} $(sed 's/^.*) //' "$d/stat" 2>/dev/null | awk '{print $12 + $13}') $(cut -d' ' -f1,2 "$d/schedstat" 2>/dev/null || echo 0 0)"
+    done
+}
+# Ledger, disk and thread readings around a payguard payments run.
+# pg_snap -> "txnid audit_entries ledger_bytes device_bytes_written wall_ns", and
+# $TMP/tasks.$1. Bytes written are the device's (sectors of 512 bytes): what reached the
+# disk, from every writer on it. (/proc/PID/io write_bytes is no substitute: it counts
+# whole page-cache folios as they are dirtied, several times what is written.)
+pg_snap() {
+    local li
+    pg_tasks >"$TMP/tasks.$1"
+    li=$("$LEDGER_INFO" "$TMP/data" 2>/dev/null) || li=
+    echo "$(jnum "$li" txnid) $(jnum "$li" audit) $(awk -v p="$(jnum "$li" pages_used)" -v s="$(jnum "$li" page_size)" 'BEGIN { printf "%.0f", p * s }') $( [ -n "$DISK_STAT" ] && awk '{ printf "%.0f", $7 * 512 }' "$DISK_STAT" || echo 0) $(date +%s%N)"
+}
+# pg_ledger_figures N -> sets PGX_* from the snapshots "a" and "b" (N payments served):
+# commits/s, audited items per commit, disk writes per payment and per commit, CPU per
+# payment of the loop thread and of the writer (the busiest other thread), and the
+# writer's share of the run on a CPU, waiting for one, and off CPU (in fdatasync and
+# pwrite waits, or idle between batches).
+pg_ledger_figures() {
+    local n=$1 a b
+    read -ra a <<<"$PGS_A"; read -ra b <<<"$PGS_B"
+    PGX=$(awk -v n="$n" -v main="$PG_PID" -v hz="$CLK_TCK" \
+              -v commits=$((b[0] - a[0])) -v items=$((b[1] - a[1])) -v lbytes="${b[2]}" \
+              -v wb=$((b[3] - a[3])) -v wall=$((b[4] - a[4])) '
+        FNR == NR { c[$1] = $2; r[$1] = $3; q[$1] = $4; next }
+        { d = $2 - c[$1]; if ($1 == main) { lc = d; lr = $3 - r[$1]; lq = $4 - q[$1] }
+          else if (d >= wd) { wd = d; wr = $3 - r[$1]; wq = $4 - q[$1] } }
+        END {
+          if (n <= 0 || wall <= 0) exit
+          printf "%.0f %.1f %.1f %.0f %.1f %.1f %.0f %.0f %.0f %.0f %.0f %.1f\n",
+            commits * 1e9 / wall, (commits ? items / commits : 0), wb / n / 1024,
+            (commits ? wb / commits / 1024 : 0), lc * 1e6 / hz / n, wd * 1e6 / hz / n,
+            wr * 100 / wall, wq * 100 / wall, 100 - (wr + wq) * 100 / wall,
+            lr * 100 / wall, lq * 100 / wall, lbytes / 1048576 }' "$TMP/tasks.a" "$TMP/tasks.b")
+    read -r PGX_COMMITS PGX_BATCH PGX_KB_PAY PGX_KB_COMMIT PGX_LOOP_CPU PGX_WRITER_CPU \
+            PGX_W_ON PGX_W_RUNQ PGX_W_OFF PGX_L_ON PGX_L_RUNQ PGX_LEDGER_MB <<<"$PGX"
+}
+
+# measure TARGET CONNS WARM MEASURE -> sets R (JSON), SCPU, RCPU (µs per request);
+# for payguard under PAY_REQ also the PGX_* ledger figures.
 measure() {
-    local t=$1 n0 n1 s0 s1 m0 m1
+    local t=$1 n0 n1 s0 s1 m0 m1 pay=
+    [ "$t" = payguard ] && [ "${REQ[0]}" = -m ] && pay=1
+    [ -z "$pay" ] || PGS_A=$(pg_snap a)
     # shellcheck disable=SC2086
     { n0=$(mock_requests); s0=$(ticks ${PROCS[$t]}); m0=$(ticks "$MOCK_PID"); }
     R=$(loadgen "$t" "$2" "$3" "$4")
     # shellcheck disable=SC2086
     { n1=$(mock_requests); s1=$(ticks ${PROCS[$t]}); m1=$(ticks "$MOCK_PID"); }
+    [ -z "$pay" ] || PGS_B=$(pg_snap b)
     n1=$((n1 - n0)) # /__mock/stats itself is never counted
     SCPU=$(per_req $((s1 - s0)) "$n1")
     RCPU=$(per_req $((m1 - m0)) "$n1")
+    [ -z "$pay" ] || pg_ledger_figures "$n1"
 }
 
 # --- throughput: c=32, targets in alternation A B C D A B C D ... ---------------------
@@ -526,6 +754,47 @@ for round in $(seq "$C1_ROUNDS"); do
         say "c=1 round $round/$C1_ROUNDS $t: p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us"
     done
 done
+
+# --- payments: POST /v1/payment_intents, a fresh Idempotency-Key on each -----------------
+# Direct and nginx pass the payment to the rail; payguard decides it, reserves and audits
+# it in the ledger (a durable group commit) before the rail call, and settles and stores
+# the rail's answer (a second one) before the agent gets it. The ledger keeps growing
+# from round to round, as it would in service: its size is reported.
+declare -A Y_RPS Y_P50 Y_P90 Y_P99 Y_P999 Y_CPU Y_LG Y_BAD
+declare -A X_COMMITS X_BATCH X_KB_PAY X_KB_COMMIT X_LOOP X_WRITER X_WON X_WRQ X_WOFF X_LON X_LRQ X_MB
+PAY_SCENS=()
+REQ=("${PAY_REQ[@]}")
+LEDGER_START=$("$LEDGER_INFO" "$TMP/data") || die "ledger_info cannot read payguard's ledger in $TMP/data"
+pay_rounds() { # scenario connections rounds warm-up measure
+    local sc=$1 c=$2 nr=$3 w=$4 d=$5 round t k extra
+    [ "$nr" -gt 0 ] || return 0
+    PAY_SCENS+=("$sc")
+    for round in $(seq "$nr"); do
+        for t in "${PAY_TARGETS[@]}"; do
+            k=$sc,$t
+            measure "$t" "$c" "$w" "$d"
+            extra=
+            if [ "$t" = payguard ]; then
+                X_COMMITS[$sc]+=" $PGX_COMMITS"; X_BATCH[$sc]+=" $PGX_BATCH"; X_KB_PAY[$sc]+=" $PGX_KB_PAY"
+                X_KB_COMMIT[$sc]+=" $PGX_KB_COMMIT"; X_LOOP[$sc]+=" $PGX_LOOP_CPU"; X_WRITER[$sc]+=" $PGX_WRITER_CPU"
+                X_WON[$sc]+=" $PGX_W_ON"; X_WRQ[$sc]+=" $PGX_W_RUNQ"; X_WOFF[$sc]+=" $PGX_W_OFF"
+                X_LON[$sc]+=" $PGX_L_ON"; X_LRQ[$sc]+=" $PGX_L_RUNQ"; X_MB[$sc]=$PGX_LEDGER_MB
+                extra="commits_per_s=$PGX_COMMITS;items_per_commit=$PGX_BATCH;disk_kib_per_payment=$PGX_KB_PAY;disk_kib_per_commit=$PGX_KB_COMMIT;loop_cpu_us=$PGX_LOOP_CPU;writer_cpu_us=$PGX_WRITER_CPU;writer_on_cpu_pct=$PGX_W_ON;writer_runq_pct=$PGX_W_RUNQ;writer_off_cpu_pct=$PGX_W_OFF;ledger_mib=$PGX_LEDGER_MB"
+            fi
+            csv_row "pay_$sc" "$round" "$t" "$R" "$SCPU" "$RCPU" "$extra"
+            Y_RPS[$k]+=" $(jnum "$R" rps)"; Y_P50[$k]+=" $(jnum "$R" p50_us)"; Y_P90[$k]+=" $(jnum "$R" p90_us)"
+            Y_P99[$k]+=" $(jnum "$R" p99_us)"; Y_P999[$k]+=" $(jnum "$R" p999_us)"
+            Y_CPU[$k]+=" $SCPU"; Y_LG[$k]+=" $(jnum "$R" loadgen_cpu_pct)"
+            Y_BAD[$k]=$(( ${Y_BAD[$k]:-0} + $(jnum "$R" non2xx) + $(jnum "$R" errors) ))
+            say "payments $sc round $round/$nr $t: $(jnum "$R" rps)/s, p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us, server CPU $SCPU us/payment${extra:+, $PGX_COMMITS commits/s, $PGX_BATCH items/commit, writer $PGX_WRITER_CPU us/payment on CPU $PGX_W_ON%}"
+        done
+    done
+}
+pay_rounds c$PAY_CONNS "$PAY_CONNS" "$PAY_ROUNDS" "$PAY_WARM" "$PAY_MEASURE"
+pay_rounds c$CONNS "$CONNS" "$PAY32_ROUNDS" "${PAY32_WARM:-0}" "${PAY32_MEASURE:-0}"
+pay_rounds c1 1 "$PAYC1_ROUNDS" "$PAYC1_WARM" "$PAYC1_MEASURE"
+LEDGER_END=$("$LEDGER_INFO" "$TMP/data") || die "ledger_info cannot read payguard's ledger in $TMP/data"
+REQ=("${READ_REQ[@]}")
 others_snapshot >"$TMP/others.1"
 # Share of the machine's CPU time used by processes outside this benchmark.
 OTHER_PCT=$(others_pct "$TMP/others.0" "$TMP/others.1" "$(awk -v a="$RUNS_TS" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")
@@ -555,6 +824,29 @@ for t in "${C1_TARGETS[@]}"; do
     { M_C1P50[$t]=$(median ${C1P50[$t]}); M_C1P99[$t]=$(median ${C1P99[$t]}); }
     echo "$mode,c1,median,$t,1,,,${M_C1P50[$t]},,${M_C1P99[$t]},,,,,,,,," >>"$CSV"
 done
+declare -A MY_RPS MY_P50 MY_P90 MY_P99 MY_P999 MY_CPU MY_LG
+declare -A MX_COMMITS MX_BATCH MX_KB_PAY MX_KB_COMMIT MX_LOOP MX_WRITER MX_WON MX_WRQ MX_WOFF MX_LON MX_LRQ
+for sc in "${PAY_SCENS[@]+"${PAY_SCENS[@]}"}"; do
+    for t in "${PAY_TARGETS[@]}"; do
+        k=$sc,$t
+        # shellcheck disable=SC2086
+        { MY_RPS[$k]=$(median ${Y_RPS[$k]}); MY_P50[$k]=$(median ${Y_P50[$k]}); MY_P90[$k]=$(median ${Y_P90[$k]})
+          MY_P99[$k]=$(median ${Y_P99[$k]}); MY_P999[$k]=$(median ${Y_P999[$k]}); MY_CPU[$k]=$(median ${Y_CPU[$k]})
+          MY_LG[$k]=$(median ${Y_LG[$k]}); }
+        echo "$mode,pay_$sc,median,$t,${sc#c},,${MY_RPS[$k]},${MY_P50[$k]},${MY_P90[$k]},${MY_P99[$k]},${MY_P999[$k]},,,,,${MY_CPU[$k]},,${MY_LG[$k]}," >>"$CSV"
+    done
+    # shellcheck disable=SC2086
+    { MX_COMMITS[$sc]=$(median ${X_COMMITS[$sc]}); MX_BATCH[$sc]=$(median ${X_BATCH[$sc]})
+      MX_KB_PAY[$sc]=$(median ${X_KB_PAY[$sc]}); MX_KB_COMMIT[$sc]=$(median ${X_KB_COMMIT[$sc]})
+      MX_LOOP[$sc]=$(median ${X_LOOP[$sc]}); MX_WRITER[$sc]=$(median ${X_WRITER[$sc]})
+      MX_WON[$sc]=$(median ${X_WON[$sc]}); MX_WRQ[$sc]=$(median ${X_WRQ[$sc]}); MX_WOFF[$sc]=$(median ${X_WOFF[$sc]})
+      MX_LON[$sc]=$(median ${X_LON[$sc]}); MX_LRQ[$sc]=$(median ${X_LRQ[$sc]}); }
+done
+{
+    echo "$mode,policy_bench,,,,,,,,,,,,,,,,,classify_ns=$(jnum "$POLICY" classify_ns);decide_ns=$(jnum "$POLICY" decide_ns);outcome_ns=$(jnum "$POLICY" outcome_ns)"
+    echo "$mode,commit_ceiling,,batch1,,$(jnum "$CEIL1" commits),$(jnum "$CEIL1" commits_per_s),$(jnum "$CEIL1" commit_p50_us),,$(jnum "$CEIL1" commit_p99_us),,$(jnum "$CEIL1" commit_max_us),,,,,,,records_per_s=$(jnum "$CEIL1" records_per_s)"
+    echo "$mode,commit_ceiling,,batch64,,$(jnum "$CEIL64" commits),$(jnum "$CEIL64" commits_per_s),$(jnum "$CEIL64" commit_p50_us),,$(jnum "$CEIL64" commit_p99_us),,$(jnum "$CEIL64" commit_max_us),,,,,,,records_per_s=$(jnum "$CEIL64" records_per_s)"
+} >>"$CSV"
 {
     echo "$mode,memory,,payguard,0,,,,,,,,,,,,,,rss_start_kb=$PG_RSS_START"
     echo "$mode,memory,,payguard,$IDLE_CONNS,,,,,,,,,,,,,,rss_bare_kb=$PG_RSS_BARE;rss_held_kb=$PG_RSS_IDLE;hwm_kb=$PG_HWM_IDLE;rss_after_runs_kb=$PG_RSS_END;hwm_after_runs_kb=$PG_HWM_END"
@@ -618,6 +910,112 @@ C1TABLE=$(
             "$( [ "$t" = direct ] && echo — || echo "$(diffus "${M_C1P50[$t]}" "${M_C1P50[direct]}") µs")"
     done
 )
+# Payments tables. PAY_MAIN is the scenario the targets are judged on.
+PAY_MAIN=c$PAY_CONNS
+diffus2() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "n/a"; else printf "%+.0f µs", a - b }'; }
+met() { awk -v a="$1" -v b="$2" -v op="$3" 'BEGIN { if (a == "n/a" || a == "") print "n/a"; else if (op == "ge" ? a + 0 >= b : a + 0 <= b) print "**met**"; else print "**missed**" }'; }
+paytable() { # scenario
+    local sc=$1 t k
+    echo "| target | payments/s | all rounds | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/payment | loadgen CPU | non-2xx or errors |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for t in "${PAY_TARGETS[@]}"; do
+        k=$sc,$t
+        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s%% | %s |\n' "${LABEL[$t]}" "${MY_RPS[$k]}" \
+            "$(spread "${Y_RPS[$k]}")" "${MY_P50[$k]}" "${MY_P90[$k]}" "${MY_P99[$k]}" "${MY_P999[$k]}" \
+            "${MY_CPU[$k]}" "${MY_LG[$k]}" "${Y_BAD[$k]}"
+    done
+    echo
+    echo "| ratio | payments/s (of medians) | payments/s (median of per-round) | p50 | p99 | CPU per payment (median of per-round) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    for t in nginx1 direct; do
+        echo "| payguard / ${LABEL[$t]} | $(ratio "${MY_RPS[$sc,payguard]}" "${MY_RPS[$sc,$t]}") | $(round_ratio "${Y_RPS[$sc,payguard]}" "${Y_RPS[$sc,$t]}") | $(ratio "${MY_P50[$sc,payguard]}" "${MY_P50[$sc,$t]}") | $(ratio "${MY_P99[$sc,payguard]}" "${MY_P99[$sc,$t]}") | $( [ "$t" = direct ] && echo — || round_ratio "${Y_CPU[$sc,payguard]}" "${Y_CPU[$sc,$t]}") |"
+    done
+}
+PAY_SECTIONS=
+CEIL_RPS=$(jnum "$CEIL1" commits_per_s)
+if [ "${#PAY_SCENS[@]}" -gt 0 ] && [ -n "${MY_RPS[$PAY_MAIN,payguard]:-}" ]; then
+    PG_PAY=${MY_RPS[$PAY_MAIN,payguard]}
+    R_CEIL=$(ratio "$PG_PAY" "$CEIL_RPS")
+    R_NGX=$(ratio "$PG_PAY" "${MY_RPS[$PAY_MAIN,nginx1]}")
+    R_NGX_RR=$(round_ratio "${Y_RPS[$PAY_MAIN,payguard]}" "${Y_RPS[$PAY_MAIN,nginx1]}")
+    LEDGERTABLE=$(
+        echo "| connections | payments/s | commits/s | ledger items per commit | device writes per payment | per commit | loop thread CPU µs/payment | writer thread CPU µs/payment | writer: on a CPU / waiting for one / off CPU | loop: on a CPU / waiting for one | ledger after |"
+        echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        for sc in "${PAY_SCENS[@]}"; do
+            printf '| %s | %.0f | %s | %s | %s KiB | %s KiB | %s | %s | %s%% / %s%% / %s%% | %s%% / %s%% | %s MiB |\n' "${sc#c}" \
+                "${MY_RPS[$sc,payguard]}" "${MX_COMMITS[$sc]}" "${MX_BATCH[$sc]}" "${MX_KB_PAY[$sc]}" \
+                "${MX_KB_COMMIT[$sc]}" "${MX_LOOP[$sc]}" "${MX_WRITER[$sc]}" "${MX_WON[$sc]}" "${MX_WRQ[$sc]}" \
+                "${MX_WOFF[$sc]}" "${MX_LON[$sc]}" "${MX_LRQ[$sc]}" "${X_MB[$sc]}"
+        done
+    )
+    PAY_SECTIONS=$(
+        echo "## Payments: POST $PAY_PATH, $PAY_CONNS keep-alive connections"
+        echo
+        paytable "$PAY_MAIN"
+        echo
+        echo "Each request: \`$PAY_BODY\` (form), a fresh \`Idempotency-Key\` (\`loadgen --unique-idempotency\`)."
+        echo "Direct and nginx carry the rail key; payguard gets the agent token, runs every rule of the"
+        echo "bench policy, records the payment (BEGIN: idempotency key, fresh-spend windows, velocity,"
+        echo "reservation, audit entry) in one durable group commit before the rail call, then settles and"
+        echo "stores the rail's 1 KB answer (SETTLE, audited) in a second one before answering."
+        echo "$PAY_ROUNDS round(s) of ${PAY_WARM:-0} s + ${PAY_MEASURE:-0} s per target, targets in alternation."
+        if [ -n "${MY_RPS[c$CONNS,payguard]:-}" ]; then
+            echo
+            echo "## Payments at $CONNS connections, beside the reads"
+            echo
+            paytable "c$CONNS"
+            echo
+            echo "payguard moves $(ratio "${MY_RPS[c$CONNS,payguard]}" "${M_RPS[payguard]}")× as many payments as reads at $CONNS connections ($(printf '%.0f' "${MY_RPS[c$CONNS,payguard]}")/s against $(printf '%.0f' "${M_RPS[payguard]}")/s); nginx $(ratio "${MY_RPS[c$CONNS,nginx1]}" "${M_RPS[nginx1]}")×. $PAY32_ROUNDS round(s) of ${PAY32_WARM:-0} s + ${PAY32_MEASURE:-0} s."
+        fi
+        echo
+        echo "## payguard's ledger under the payments load"
+        echo
+        echo "$LEDGERTABLE"
+        echo
+        echo "Medians of payguard's rounds, each over its whole run (warm-up included). Commits: growth of"
+        echo "LMDB's last transaction id (\`bench/ledger_info\`, read only, from another process); ledger"
+        echo "items: growth of the audit database, one entry per BEGIN and one per SETTLE, so items per"
+        echo "commit is the writer's mean batch. Disk writes: sectors written to the device under the"
+        echo "temp dir (/sys/block/DEV/stat), all writers included, per payment and per commit. CPU: utime"
+        echo "+ stime of the main (loop) thread and of the"
+        echo "busiest other thread (the ledger writer), divided by the payments the rail counted. On / waiting"
+        echo "/ off CPU: shares of the run's wall time from /proc/PID/task/TID/schedstat; the writer is off"
+        echo "CPU while fdatasync and pwrite wait for the device, or when it has nothing queued."
+        echo "Ledger at the start of the payments runs: $(jnum "$LEDGER_START" audit) audit entries; at the end: $(jnum "$LEDGER_END" audit) audit entries, $(jnum "$LEDGER_END" idem) idempotency keys, $(awk -v p="$(jnum "$LEDGER_END" pages_used)" -v s="$(jnum "$LEDGER_END" page_size)" 'BEGIN { printf "%.0f", p * s / 1048576 }') MiB in use, last transaction $(jnum "$LEDGER_END" txnid)."
+        if [ -n "${MY_P50[c1,payguard]:-}" ]; then
+            echo
+            echo "## Payments, one connection: what one agent waits"
+            echo
+            echo "| target | p50 µs | p99 µs | added p50 vs direct | added p99 vs direct |"
+            echo "| --- | ---: | ---: | ---: | ---: |"
+            for t in "${PAY_TARGETS[@]}"; do
+                printf '| %s | %s | %s | %s | %s |\n' "${LABEL[$t]}" "${MY_P50[c1,$t]}" "${MY_P99[c1,$t]}" \
+                    "$( [ "$t" = direct ] && echo — || diffus2 "${MY_P50[c1,$t]}" "${MY_P50[c1,direct]}")" \
+                    "$( [ "$t" = direct ] && echo — || diffus2 "${MY_P99[c1,$t]}" "${MY_P99[c1,direct]}")"
+            done
+            echo
+            echo "payguard against nginx at one connection: $(diffus2 "${MY_P50[c1,payguard]}" "${MY_P50[c1,nginx1]}") at p50, $(diffus2 "${MY_P99[c1,payguard]}" "${MY_P99[c1,nginx1]}") at p99 (two durable commits per payment: the ceiling's single-put commit takes $(jnum "$CEIL1" commit_p50_us) µs at p50 here). $PAYC1_ROUNDS round(s) of ${PAYC1_WARM:-0} s + ${PAYC1_MEASURE:-0} s."
+        fi
+    )
+fi
+CEILTABLE=$(
+    echo "| puts per commit | commits/s | records/s | commit p50 µs | p99 µs | max µs |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+    for j in "$CEIL1" "$CEIL64"; do
+        echo "| $(jnum "$j" batch) | $(jnum "$j" commits_per_s) | $(jnum "$j" records_per_s) | $(jnum "$j" commit_p50_us) | $(jnum "$j" commit_p99_us) | $(jnum "$j" commit_max_us) |"
+    done
+)
+CLASSIFY_NS=$(jnum "$POLICY" classify_ns); DECIDE_NS=$(jnum "$POLICY" decide_ns); OUTCOME_NS=$(jnum "$POLICY" outcome_ns)
+GOALS=$(
+    echo "| goal | figure | target | |"
+    echo "| --- | ---: | ---: | --- |"
+    if [ -n "${PG_PAY:-}" ]; then
+        echo "| payguard payments/s ÷ one-commit-per-request ceiling | ${R_CEIL}× ($(printf '%.0f' "$PG_PAY") / $CEIL_RPS) | ≥ 5× | $(met "$R_CEIL" 5 ge) |"
+        echo "| payguard payments/s ÷ nginx pass-through (1 worker), $PAY_CONNS connections | ${R_NGX}× (per-round median ${R_NGX_RR}×) | ≥ 0.5× | $(met "$R_NGX" 0.5 ge) |"
+    fi
+    echo "| Stripe body classification | $CLASSIFY_NS ns | ≤ 2,000 ns | $(met "$CLASSIFY_NS" 2000 le) |"
+    echo "| policy decision (stateless + stateful rules) | $DECIDE_NS ns | ≤ 1,000 ns | $(met "$DECIDE_NS" 1000 le) |"
+)
 PG_PEAK=$(max_kb "$PG_RSS_BARE" "$PG_RSS_IDLE" "$PG_HWM_IDLE")
 NGX_PEAK=$(max_kb "$NGX_RSS_BARE" "$NGX_RSS_IDLE" "$NGX_HWM_IDLE")
 MEMTABLE=$(
@@ -641,9 +1039,12 @@ ${QUICK_NOTE}- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - Commit: \`$COMMIT\`$DIRTY
 - Machine: $(nproc) CPUs, $CPU_MODEL, Linux $(uname -r); load average before the run: $LOADAVG_START, CPU busy before the run: ${IDLE_BUSY_PCT}%
 - nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
-- Load: \`bench/loadgen\`, \`GET $PATH_REQ\`, closed loop (each connection sends its next
-  request when the previous answer is complete), latency from write to full response.
-- Runs: $ROUNDS round(s) of ${WARM} s warm-up + ${MEASURE} s measured per target, targets in
+- Disk (payguard's \`data_dir\` and the commit ceiling, both in the run's temp dir under
+  \`${TMPDIR:-/tmp}\`; same filesystem as the repository: $SAME_FS): $FS_DESC
+- Load: \`bench/loadgen\`, closed loop (each connection sends its next request when the
+  previous answer is complete), latency from write to full response. Reads: \`GET $PATH_REQ\`.
+  Payments: \`POST $PAY_PATH\` with a fresh \`Idempotency-Key\` each.
+- Runs: $ROUNDS round(s) of ${WARM} s warm-up + ${MEASURE} s measured per target for reads, targets in
   alternation (${TARGETS[*]}, repeated); figures are the median of the rounds.
   Per-run figures: \`bench/out/results.csv\`.
 - Everything runs on 127.0.0.1 on the same $(nproc) CPUs: the load generator (one thread), the
@@ -661,10 +1062,19 @@ ${QUICK_NOTE}- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
   \`proxy_http_version 1.1\`, \`keepalive_requests 1000000\`). "1 worker" is the fair
   comparison (payguard serves from one loop thread); "auto" is one worker per CPU.
 - payguard: one agent, rail \`stripe\` → the mock rail over plain HTTP (\`allow_http\`),
-  no policy (rail checks only), agent token in \`Authorization: Bearer\`; the rail's key
-  injected by payguard. Direct and nginx requests carry the rail key themselves.
+  agent token in \`Authorization: Bearer\`; the rail's key injected by payguard. Direct and
+  nginx requests carry the rail key themselves. The agent's policy sets every rule kind,
+  generously (per_transaction, daily, weekly, monthly, approval_above above the bench
+  amount, a matching merchants allow list and a deny list, hours 00:00-24:00 every day in
+  Europe/Paris, velocity 1,000,000 per second, currencies, operations), so every payment
+  runs every check and passes; reads are checked against \`operations\` only and never
+  touch the ledger.
 
-## Throughput and latency, $CONNS keep-alive connections
+## Goals
+
+$GOALS
+
+## Reads: GET $PATH_REQ, $CONNS keep-alive connections
 
 $TABLE
 
@@ -679,9 +1089,31 @@ above. With its own core the proxy saturates it, so req/s here is its capacity a
 ratio tracks the CPU cost per request. (nginx near the top may also be limited by CPU 0,
 where loadgen and the mock rail run.)
 
-## Latency with one connection
+## Reads, one connection
 
 $C1TABLE
+
+$PAY_SECTIONS
+
+## The disk's durable-commit ceiling
+
+$CEILTABLE
+
+\`bench/commit_ceiling\`: LMDB write transactions with default (fully synced) flags, each one
+put of a 16-byte key and a 100-byte value (then 64 puts per transaction for reference), for
+${CEIL_MEASURE:-0} s after ${CEIL_WARM:-0} s of warm-up, in a fresh environment in the temp dir, before any
+load. One commit per payment would cap payguard at the first row's commits/s; payguard needs two
+(BEGIN and SETTLE) and group-commits each.
+
+## Policy microbenchmark
+
+| | ns | target |
+| --- | ---: | ---: |
+| Stripe body classification (\`pg_rail_classify\`, $(jnum "$POLICY" body_bytes)-byte form body) | $CLASSIFY_NS | ≤ 2,000 |
+| decision, every rule kind (\`pg_policy_check\` + \`pg_policy_check_spend\`) | $DECIDE_NS | ≤ 1,000 |
+| reading the rail's answer (\`pg_rail_outcome\`, $(jnum "$POLICY" answer_bytes)-byte payment_intent) | $OUTCOME_NS | — |
+
+\`bench/policy_bench $POLICY_ROUNDS\`: median of $POLICY_ROUNDS rounds, in one thread, before any load.
 
 ## payguard memory
 
@@ -695,7 +1127,7 @@ held. The proxy opened rail connections for those $IDLE_CONNS concurrent request
 refreshed lazily by the kernel). After all the load runs above payguard's VmRSS was
 $(mib "$PG_RSS_END").
 
-Measurements took ${ELAPSED} s.
+Measurements took ${ELAPSED} s; the whole script $(( $(date +%s) - SCRIPT_START )) s.
 
 ## Reproduce
 
@@ -703,6 +1135,7 @@ Measurements took ${ELAPSED} s.
 make bench          # release build, then bench/run.sh: writes this file and bench/out/results.csv
 make bench-quick    # one short round, writes bench/out/RESULTS.quick.md
 bench/run.sh --profile   # CPU and syscalls per request vs nginx, perf record: bench/out/profile.txt
+bench/run.sh --profile-payments   # payments: per-thread CPU and syscalls, perf record
 \`\`\`
 
 Where payguard's time goes, and what to change: \`bench/PROFILE.md\`.
@@ -719,6 +1152,16 @@ echo "$PINTABLE"
 echo
 echo "== one connection"
 echo "$C1TABLE"
+echo
+echo "$PAY_SECTIONS"
+echo
+echo "== durable-commit ceiling"
+echo "$CEILTABLE"
+echo
+echo "== policy_bench: $POLICY"
+echo
+echo "== goals"
+echo "$GOALS"
 echo
 echo "== memory"
 echo "$MEMTABLE"
