@@ -479,22 +479,28 @@ EOF2
     [ "${N:-0}" -gt 0 ] || die "no payment reached the rail while profiling"
     COMMITS=$(( $(jnum "$L1" txnid) - $(jnum "$L0" txnid) ))
     ITEMS=$(( $(jnum "$L1" audit) - $(jnum "$L0" audit) ))
-    PERTHREAD=$(awk -F, -v n="$N" -v main="payguard-$PG_PID" '
+    # The writer: the other thread with the most CPU (the thread pool only ran bcrypt once).
+    WRITER=$(awk -F, -v main="payguard-$PG_PID" '$4 == "task-clock" && $1 != main && $2 + 0 > best { best = $2 + 0; w = $1 }
+        END { sub(/^.*-/, "", w); print w }' "$TMP/stat-pay.csv")
+    PERTHREAD=$(awk -F, -v n="$N" -v main="payguard-$PG_PID" -v writer="payguard-$WRITER" '
         /^#/ || NF < 4 || $2 == "" || $2 ~ /not/ { next }
-        { v = $2 + 0; ev = $4; who = ($1 == main) ? "loop" : $1
+        { v = $2 + 0; ev = $4; who = ($1 == main) ? "loop" : ($1 == writer) ? "writer" : $1
           if (v == 0) next
           if (ev == "task-clock") printf "%-16s %-32s %9.2f us CPU per payment\n", who, ev, v * 1000 / n
           else printf "%-16s %-32s %9.3f per payment\n", who, ev, v / n }
     ' "$TMP/stat-pay.csv" | sort -s -k1,1)
     r=$(cat "$TMP/stat-pay.json")
-    perf record -F 999 --call-graph dwarf,16384 -o "$TMP/perf.data" -p "$PG_PID" -- sleep 5 \
-        >/dev/null 2>"$TMP/perf.err" &
-    PERF_PID=$!
-    sleep 0.2
-    r2=$(loadgen payguard "$PAY_CONNS" 0 5.5)
-    wait "$PERF_PID" || die "perf record failed: $(cat "$TMP/perf.err")"
-    WRITER=$(perf report -i "$TMP/perf.data" --sort pid --stdio -g none 2>/dev/null |
-             awk -v m="$PG_PID:" '$3 ~ /^[0-9]+:/ && index($3, m) != 1 { split($3, a, ":"); print a[1]; exit }')
+    # One recording per thread (perf report --tid does not filter inclusive time).
+    "$LOADGEN" -q -c "$PAY_CONNS" -w 0 -d 10 "${REQ[@]}" -H "Authorization: ${AUTH[payguard]}" \
+        "$PG_ADDR" >"$TMP/rec-pay.json" 2>"$TMP/rec-pay.err" &
+    LG=$!
+    sleep 0.5
+    for tid in "$PG_PID" ${WRITER:+"$WRITER"}; do
+        perf record -F 999 --call-graph dwarf,16384 -o "$TMP/perf-$tid.data" -t "$tid" -- sleep 4 \
+            >/dev/null 2>"$TMP/perf.err" || die "perf record failed: $(cat "$TMP/perf.err")"
+    done
+    wait "$LG" || die "loadgen failed: $(cat "$TMP/rec-pay.err")"
+    r2=$(cat "$TMP/rec-pay.json")
     {
         echo "# payguard profile: POST $PAY_PATH (unique Idempotency-Key), $PAY_CONNS keep-alive connections"
         echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD), $(nproc) CPUs"
@@ -508,19 +514,20 @@ EOF2
         echo "ledger before: $L0"
         echo "ledger after:  $L1"
         echo
-        echo "## perf report --sort pid (samples by thread)"
-        perf report -i "$TMP/perf.data" --sort pid --stdio -g none 2>/dev/null | grep -v '^$'
         for tid in "$PG_PID" ${WRITER:+"$WRITER"}; do
             echo
-            echo "## thread $tid ($([ "$tid" = "$PG_PID" ] && echo loop || echo ledger writer)): inclusive (--children, >= 1.5% of all samples)"
-            perf report -i "$TMP/perf.data" --tid "$tid" --children --stdio --percent-limit 1.5 -g none 2>/dev/null | grep -v '^$' | grep -v '^#'
+            echo "## thread $tid ($([ "$tid" = "$PG_PID" ] && echo loop || echo ledger writer)), 4 s: by binary (self)"
+            perf report -i "$TMP/perf-$tid.data" --no-children --stdio --sort dso -g none 2>/dev/null | grep -v '^$' | grep -v '^#'
             echo
-            echo "## thread $tid: self (--no-children, >= 0.5% of all samples)"
-            perf report -i "$TMP/perf.data" --tid "$tid" --no-children --stdio --percent-limit 0.5 -g none 2>/dev/null | grep -v '^$' | grep -v '^#'
+            echo "## thread $tid: inclusive (--children, >= 1.5% of the thread's samples)"
+            perf report -i "$TMP/perf-$tid.data" --children --stdio --sort sym --percent-limit 1.5 -g none 2>/dev/null | grep -v '^$' | grep -v '^#'
+            echo
+            echo "## thread $tid: self (--no-children, >= 0.5%)"
+            perf report -i "$TMP/perf-$tid.data" --no-children --stdio --sort dso,sym --percent-limit 0.5 -g none 2>/dev/null | grep -v '^$' | grep -v '^#'
+            cp "$TMP/perf-$tid.data" "$OUT/perf-payments-$([ "$tid" = "$PG_PID" ] && echo loop || echo writer).data"
         done
     } >"$OUT/profile-payments.txt"
-    cp "$TMP/perf.data" "$OUT/perf-payments.data"
-    say "profile: $OUT/profile-payments.txt (raw: $OUT/perf-payments.data)"
+    say "profile: $OUT/profile-payments.txt (raw: $OUT/perf-payments-loop.data, $OUT/perf-payments-writer.data)"
     echo "$PERTHREAD"
     exit 0
 fi
