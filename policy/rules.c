@@ -434,7 +434,9 @@ static enum outcome window_rule(const struct rule_ctx *x, const char *written, c
 {
     int64_t limit, total;
     char a[64], l[64], h[64];
-    if (!written || !x->in->has_amount)
+    /* A refund returns money the agent already spent: it uses no budget of its
+     * own (and gives budget back only with refunds_restore). */
+    if (!written || !x->in->has_amount || x->in->op == PG_OP_REFUND)
         return OUT_SKIP;
     if (limit_in(written, x->cur, &limit) != 0) {
         deny(d, "limit_not_expressible",

@@ -134,6 +134,11 @@ static void settle_orphan(struct money_op *op, struct server *srv, bool sent_to_
     }
 }
 
+static bool resend_of_unresolved(const struct pg_ledger_req *lr)
+{
+    return lr->decision.reason && strcmp(lr->decision.reason, "unresolved_retry") == 0;
+}
+
 static void ledger_done(struct pg_ledger_req *lr)
 {
     struct money_op *op = (struct money_op *)(void *)lr;
@@ -151,6 +156,7 @@ static void ledger_done(struct pg_ledger_req *lr)
         /* The agent left while the ledger worked. */
         bool reserved = op->step == STEP_BEGIN && lr->status == 0 &&
                         lr->result == PG_BEGIN_PROCEED;
+        bool maybe_sent = reserved && resend_of_unresolved(lr);
         struct server *srv = c->srv;
         conn_free_if_closed(c);
         if (reserved) {
@@ -158,7 +164,7 @@ static void ledger_done(struct pg_ledger_req *lr)
                 runtime_release(op->rt);
                 op->rt = NULL;
             }
-            settle_orphan(op, srv, false);
+            settle_orphan(op, srv, maybe_sent);
         } else {
             op_free(op);
         }
@@ -177,6 +183,9 @@ static void ledger_done(struct pg_ledger_req *lr)
         case PG_BEGIN_PROCEED:
             vc->in_ledger = true;
             vc->reservation = lr->reservation;
+            /* A resend of a request an earlier attempt may have delivered:
+             * whatever happens now, the money may have moved. */
+            vc->sent_to_rail = resend_of_unresolved(lr);
             op_free(op);
             c->state = CONN_UPSTREAM;
             upstream_forward(c);
@@ -215,7 +224,7 @@ static void ledger_done(struct pg_ledger_req *lr)
                       lr->agent, NULL, NULL);
         vc->in_ledger = false;
         send_stored(c, vc->resp_status, vc->resp_head.p, vc->resp_head.len, vc->resp_body.p,
-                    vc->resp_body.len, false);
+                    vc->resp_body.len, vc->rail_replayed);
         op_free(op);
         return;
     case STEP_SETTLE_FAIL: {
@@ -267,6 +276,37 @@ static bool submit(struct conn *c, struct money_op *op)
     return true;
 }
 
+/* The key the rail sees: pg_ + base64url(SHA-256(agent NUL key)). Per agent,
+ * so two agents' keys never collide at the rail, and stable, so a retry
+ * reaches the rail under the same key. */
+static int derive_rail_key(struct conn *c, struct pg_slice key)
+{
+    struct verdict_ctx *vc = c->vc;
+    uint8_t derived[PG_SHA256_LEN];
+    struct pg_slice kparts[3] = { pg_slice_cstr(c->agent->id), PG_SLICE("\0"), key };
+    kparts[1].len = 1;
+    copy_id(vc->idem_key, sizeof(vc->idem_key), key);
+    memcpy(vc->rail_key, "pg_", 3);
+    if (pg_sha256_parts(kparts, 3, derived) != 0 ||
+        pg_base64url_encode(derived, sizeof(derived), vc->rail_key + 3, sizeof(vc->rail_key) - 3) < 0) {
+        vc->rail_key[0] = '\0';
+        return PG_ECRYPTO;
+    }
+    return 0;
+}
+
+int money_rail_key(struct conn *c)
+{
+    struct pg_msg *m = &c->parser.msg;
+    int h = pg_msg_find(m, PG_SLICE("Idempotency-Key"));
+    if (h < 0)
+        return 0;
+    struct pg_slice key = pg_msg_value(m, (uint32_t)h);
+    if (!valid_idem_key(key))
+        return PG_EPARSE;
+    return derive_rail_key(c, key);
+}
+
 void money_begin(struct conn *c, const struct pg_org *org, int64_t now,
                  const struct pg_policy *policy)
 {
@@ -294,20 +334,13 @@ void money_begin(struct conn *c, const struct pg_org *org, int64_t now,
                      "An id in this request is longer than payguard accepts.");
         return;
     }
-    copy_id(vc->idem_key, sizeof(vc->idem_key), key);
 
     const char *method = pg_reqparser_method(&c->parser);
     struct pg_slice target = pg_msg_target(m);
     struct pg_slice parts[5] = { pg_slice_cstr(method), PG_SLICE("\0"), target, PG_SLICE("\0"),
                                  pg_slice_of(m->body.p, m->body.len) };
     parts[1].len = parts[3].len = 1;
-    uint8_t derived[PG_SHA256_LEN];
-    struct pg_slice kparts[3] = { pg_slice_cstr(c->agent->id), PG_SLICE("\0"), key };
-    kparts[1].len = 1;
-    memcpy(vc->rail_key, "pg_", 3);
-    if (pg_sha256_parts(parts, 5, vc->fingerprint) != 0 ||
-        pg_sha256_parts(kparts, 3, derived) != 0 ||
-        pg_base64url_encode(derived, sizeof(derived), vc->rail_key + 3, sizeof(vc->rail_key) - 3) < 0) {
+    if (pg_sha256_parts(parts, 5, vc->fingerprint) != 0 || derive_rail_key(c, key) != 0) {
         fail_closed(c, "hash_failed");
         return;
     }

@@ -129,6 +129,7 @@ struct verdict_ctx {
     struct pg_buf resp_head;       /* rail answer, buffered to settle before replying */
     struct pg_buf resp_body;
     int resp_status;
+    bool rail_replayed;            /* the rail marked its answer Idempotent-Replayed */
     const char *error_type;        /* Stripe error type when not the verdict's default */
 };
 
@@ -197,6 +198,9 @@ bool money_fail(struct conn *c, int status, const char *type, const char *code,
                 const char *message);
 /* The agent went away mid-request: settle what was reserved. */
 void money_abandon(struct conn *c);
+/* Any request with an Idempotency-Key: the rail gets the agent's derived key.
+ * 0, PG_EPARSE for a malformed key, or PG_ECRYPTO. */
+int money_rail_key(struct conn *c);
 
 /* admin.c */
 void admin_handle(struct conn *c);

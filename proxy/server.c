@@ -485,6 +485,21 @@ static void decide(struct conn *c)
         money_begin(c, org, now, policy);
         return;
     }
+    int kr = money_rail_key(c);
+    if (kr == PG_EPARSE) {
+        d->verdict = PG_VERDICT_DENY;
+        d->status = 400;
+        d->reason = "invalid_idempotency_key";
+        d->param = "Idempotency-Key";
+        snprintf(d->message, sizeof(d->message),
+                 "The Idempotency-Key must be 1-255 printable ASCII characters.");
+        send_verdict(c);
+        return;
+    }
+    if (kr != 0) {
+        fail_closed(c, "hash_failed");
+        return;
+    }
     c->state = CONN_UPSTREAM;
     upstream_forward(c);
 }

@@ -359,18 +359,18 @@ static bool resp_drop_header(const struct pg_msg *m, struct pg_slice name)
     return pg_http_drop_header(m, name);
 }
 
-/* Money answers are held whole: the ledger stores them for replays and
- * settles the reservation before the agent sees them. The stored head has no
- * framing or connection headers; those are added when it is sent. */
-static int buffer_head(struct conn *c, const struct pg_msg *m, int status)
+/* Status line and end-to-end headers of the rail's answer. The rail echoes
+ * the Idempotency-Key it got, which is payguard's derived key: the agent gets
+ * its own key back, never the derived one (retrying with that would be a new
+ * payment). For storage, the rail's own Idempotent-Replayed mark is left out
+ * (payguard adds its own on replays) and remembered. */
+static int write_answer_head(struct conn *c, const struct pg_msg *m, int status,
+                             struct pg_buf *out, bool for_storage)
 {
     struct verdict_ctx *vc = c->vc;
-    struct pg_buf *out = &vc->resp_head;
     struct pg_slice reason = pg_msg_target(m);
     char line[64];
     int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", status);
-    out->len = 0;
-    vc->resp_body.len = 0;
     int rc = pg_buf_append(out, line, (size_t)n);
     rc = rc ? rc : pg_buf_append(out, reason.ptr, reason.len);
     rc = rc ? rc : pg_buf_append(out, "\r\n", 2);
@@ -378,13 +378,31 @@ static int buffer_head(struct conn *c, const struct pg_msg *m, int status)
         struct pg_slice name = pg_msg_name(m, i), value = pg_msg_value(m, i);
         if (resp_drop_header(m, name))
             continue;
+        if (vc && vc->rail_key[0] && pg_slice_eq_nocase(name, PG_SLICE("Idempotency-Key")))
+            value = pg_slice_cstr(vc->idem_key);
+        if (for_storage && pg_slice_eq_nocase(name, PG_SLICE("Idempotent-Replayed"))) {
+            vc->rail_replayed = true;
+            continue;
+        }
         rc = pg_buf_append(out, name.ptr, name.len);
         rc = rc ? rc : pg_buf_append(out, ": ", 2);
         rc = rc ? rc : pg_buf_append(out, value.ptr, value.len);
         rc = rc ? rc : pg_buf_append(out, "\r\n", 2);
     }
+    return rc;
+}
+
+/* Money answers are held whole: the ledger stores them for replays and
+ * settles the reservation before the agent sees them. The stored head has no
+ * framing or connection headers; those are added when it is sent. */
+static int buffer_head(struct conn *c, const struct pg_msg *m, int status)
+{
+    struct verdict_ctx *vc = c->vc;
+    vc->resp_head.len = 0;
+    vc->resp_body.len = 0;
+    vc->rail_replayed = false;
     vc->resp_status = status;
-    return rc ? -1 : 0;
+    return write_answer_head(c, m, status, &vc->resp_head, true) ? -1 : 0;
 }
 
 static int on_resp_headers_complete(llhttp_t *h)
@@ -405,21 +423,7 @@ static int on_resp_headers_complete(llhttp_t *h)
     bool no_body = head || status == 204 || status == 304;
     bool client_close = !c->parser.keep_alive || c->srv->draining;
     struct pg_buf out = { 0 };
-    struct pg_slice reason = pg_msg_target(m);
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", status);
-    int rc = pg_buf_append(&out, line, (size_t)n);
-    rc = rc ? rc : pg_buf_append(&out, reason.ptr, reason.len);
-    rc = rc ? rc : pg_buf_append(&out, "\r\n", 2);
-    for (uint32_t i = 0; i < m->nhdrs && rc == 0; i++) {
-        struct pg_slice name = pg_msg_name(m, i), value = pg_msg_value(m, i);
-        if (resp_drop_header(m, name))
-            continue;
-        rc = pg_buf_append(&out, name.ptr, name.len);
-        rc = rc ? rc : pg_buf_append(&out, ": ", 2);
-        rc = rc ? rc : pg_buf_append(&out, value.ptr, value.len);
-        rc = rc ? rc : pg_buf_append(&out, "\r\n", 2);
-    }
+    int rc = write_answer_head(c, m, status, &out, false);
     if (rc == 0 && !no_body) {
         if (h->flags & F_CONTENT_LENGTH && !(h->flags & F_CHUNKED)) {
             rc = pg_buf_append_str(&out, "Content-Length: ");

