@@ -16,7 +16,7 @@ const char *const pg_ledger_db_names[DB_COUNT] = {
     [DB_SPEND] = "spend",         [DB_VELOCITY] = "velocity",
     [DB_APPROVALS] = "approvals", [DB_AUDIT] = "audit",
     [DB_AUDIT_HEAD] = "audit_head", [DB_EXPIRY] = "expiry",
-    [DB_RESPONSES] = "responses",
+    [DB_RESPONSES] = "responses", [DB_REVOKED] = "revoked",
 };
 
 #define DEFAULT_MAP_SIZE (UINT64_C(64) << 20)

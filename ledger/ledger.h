@@ -335,6 +335,29 @@ PG_WUR int pg_ledger_approval_get(struct pg_ledger *l, const char *id, int64_t n
 PG_WUR int pg_ledger_approval_decide(struct pg_ledger *l, const char *id, bool approve,
                                      const char *actor, const char *note, int64_t now);
 
+/* --- revocation: takes effect on the very next request ------------------- */
+
+struct pg_revocation {
+    int64_t at;
+    char actor[128];
+    char reason[256];
+};
+
+/* Revokes (or, with revoke false, reinstates) an agent, audited in its org's
+ * chain with `actor` (a human: "user:..." or "cli:..."). Own write
+ * transaction; any thread but the loop's (it waits for the writer's batch).
+ * 0, PG_EAUTH for an agent actor, PG_ENOTFOUND when reinstating an agent that
+ * is not revoked, PG_ESTORE. */
+PG_WUR int pg_ledger_agent_revoke(struct pg_ledger *l, const char *org, const char *agent,
+                                  bool revoke, const char *actor, const char *reason,
+                                  int64_t now);
+/* 0 with *out filled when `agent` is revoked, PG_ENOTFOUND when it is not,
+ * PG_ESTORE when the ledger cannot be read (the caller fails closed). A read
+ * transaction on memory-mapped pages, cheap enough for every request: the
+ * proxy calls it from the loop thread. out may be NULL. */
+PG_WUR int pg_ledger_agent_revoked(struct pg_ledger *l, const char *agent,
+                                   struct pg_revocation *out);
+
 /* --- views and the audit chain (read transactions; any thread) -------------- */
 
 /* Posted + pending spend of `agent` in `currency` for the three windows, and

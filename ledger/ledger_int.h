@@ -37,6 +37,7 @@ enum ldb {
     DB_AUDIT_HEAD,
     DB_EXPIRY,
     DB_RESPONSES,
+    DB_REVOKED,
     DB_COUNT
 };
 

@@ -13,5 +13,6 @@ int pg_cli_policy(int argc, char **argv);
 int pg_cli_audit(int argc, char **argv);
 int pg_cli_ledger(int argc, char **argv);
 int pg_cli_approvals(int argc, char **argv);
+int pg_cli_agent(int argc, char **argv);
 
 #endif

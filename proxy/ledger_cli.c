@@ -24,6 +24,14 @@ static const char usage_ledger[] =
     "Shows each agent's spend in the current day, week and month (posted, pending,\n"
     "limit, headroom), its pending reservations and its recent decisions.\n";
 
+static const char usage_agent[] =
+    "Usage: payguard agent revoke    ID [-c FILE] [--reason TEXT] [--as NAME]\n"
+    "       payguard agent reinstate ID [-c FILE] [--reason TEXT] [--as NAME]\n"
+    "\n"
+    "revoke refuses the agent from its very next request (401 payguard_agent_revoked,\n"
+    "with the reason), while payguard keeps running: no reload needed. reinstate\n"
+    "undoes it. Both are audited with NAME (default: the login name).\n";
+
 static const char usage_approvals[] =
     "Usage: payguard approvals list    [-c FILE] [--org ORG] [--all]\n"
     "       payguard approvals approve ID [-c FILE] [--note TEXT] [--as NAME]\n"
@@ -64,7 +72,7 @@ static int parse_opts(int argc, char **argv, bool want_id, const char *usage, st
         } else if (strcmp(a, "--agent") == 0 && v) {
             o->agent = v;
             i++;
-        } else if (strcmp(a, "--note") == 0 && v) {
+        } else if ((strcmp(a, "--note") == 0 || strcmp(a, "--reason") == 0) && v) {
             o->note = v;
             i++;
         } else if (strcmp(a, "--as") == 0 && v) {
@@ -358,6 +366,50 @@ int pg_cli_approvals(int argc, char **argv)
             code = 1;
         } else {
             fprintf(stderr, "payguard: could not record the decision: %s\n", pg_strerror(rc));
+            code = 1;
+        }
+    }
+    pg_ledger_close(l);
+    pg_config_free(cfg);
+    return code;
+}
+
+int pg_cli_agent(int argc, char **argv)
+{
+    struct cli_opts o = { 0 };
+    if (argc == 0 || pg_cli_is_help(argv[0])) {
+        fputs(usage_agent, argc ? stdout : stderr);
+        return argc ? 0 : 2;
+    }
+    bool revoke = strcmp(argv[0], "revoke") == 0, reinstate = strcmp(argv[0], "reinstate") == 0;
+    if (!revoke && !reinstate)
+        return pg_cli_usage_error("unknown agent subcommand", argv[0]);
+    int rc = parse_opts(argc - 1, argv + 1, true, usage_agent, &o);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    struct pg_config *cfg;
+    struct pg_ledger *l;
+    if ((rc = open_ledger(&o, false, &cfg, &l)) != 0)
+        return rc;
+    int code = 0;
+    const struct pg_agent *a = pg_config_agent(cfg, pg_slice_cstr(o.id));
+    if (!a) {
+        fprintf(stderr, "payguard: no agent %s in %s\n", o.id, o.config);
+        code = 2;
+    } else {
+        char actor[160];
+        const char *who = o.as ? o.as : getenv("USER");
+        snprintf(actor, sizeof(actor), "cli:%s", who && *who ? who : "unknown");
+        rc = pg_ledger_agent_revoke(l, a->org, a->id, revoke, actor, o.note ? o.note : "",
+                                    (int64_t)time(NULL));
+        if (rc == 0) {
+            printf("agent %s %s\n", a->id,
+                   revoke ? "revoked: its next request is refused" : "reinstated");
+        } else if (rc == PG_ENOTFOUND) {
+            fprintf(stderr, "payguard: agent %s is not revoked\n", a->id);
+            code = 1;
+        } else {
+            fprintf(stderr, "payguard: could not record it: %s\n", pg_strerror(rc));
             code = 1;
         }
     }

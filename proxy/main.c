@@ -30,6 +30,7 @@ static const char usage_main[] =
     "  approvals list|approve|deny   held payments waiting for a human\n"
     "  audit verify|export       check or export the hash-chained audit log\n"
     "  ledger show [--agent ID]  spend per window, pending reservations, decisions\n"
+    "  agent revoke|reinstate ID stop an agent at its next request, or let it back\n"
     "  version                   print the version\n"
     "  help [COMMAND]            show help for a command\n"
     "\n"
@@ -215,6 +216,8 @@ int main(int argc, char **argv)
             return pg_cli_ledger(1, (char *[]){ (char *)"--help", NULL });
         else if (strcmp(topic, "approvals") == 0)
             return pg_cli_approvals(1, (char *[]){ (char *)"--help", NULL });
+        else if (strcmp(topic, "agent") == 0)
+            return pg_cli_agent(1, (char *[]){ (char *)"--help", NULL });
         else if (!*topic)
             fputs(usage_main, stdout);
         else
@@ -239,5 +242,7 @@ int main(int argc, char **argv)
         return pg_cli_ledger(argc - 2, argv + 2);
     if (strcmp(cmd, "approvals") == 0)
         return pg_cli_approvals(argc - 2, argv + 2);
+    if (strcmp(cmd, "agent") == 0)
+        return pg_cli_agent(argc - 2, argv + 2);
     return usage_error("unknown command", cmd);
 }

@@ -518,6 +518,21 @@ static void authorized(struct conn *c, const struct pg_agent *agent)
                         "This agent's payguard token has expired. A human must renew it.", 0);
         return;
     }
+    /* Revocations live in the ledger so they apply to the very next request,
+     * with no reload; verified tokens in the cache do not outlive them. */
+    struct pg_revocation rv;
+    int rr = pg_ledger_agent_revoked(c->srv->ledger, agent->id, &rv);
+    if (rr == 0) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "This agent has been revoked by a human%s%s. Stop and ask a human; retrying will not help.",
+                 rv.reason[0] ? ": " : "", rv.reason);
+        conn_send_error(c, 401, "authentication_error", "payguard_agent_revoked", msg, 0);
+        return;
+    }
+    if (rr != PG_ENOTFOUND) {
+        fail_closed(c, "revocation_unreadable");
+        return;
+    }
     struct pg_slice want = pg_slice_cstr(agent->rails[0]);
     int rh = pg_msg_find(&c->parser.msg, PG_SLICE("Payguard-Rail"));
     if (rh >= 0) {
