@@ -86,6 +86,53 @@ int pg_base64url_encode(const void *in, size_t len, char *out, size_t outcap)
     return (int)o;
 }
 
+/* Value of a base64url character, or -1. */
+static int b64url_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-')
+        return 62;
+    if (c == '_')
+        return 63;
+    return -1;
+}
+
+int pg_base64url_decode(struct pg_slice in, void *out, size_t outcap)
+{
+    uint8_t *o = out;
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    size_t n = 0;
+
+    /* One leftover character carries 6 bits: not even a byte. */
+    if (in.len % 4 == 1)
+        return PG_EPARSE;
+    size_t need = in.len / 4 * 3 + (in.len % 4 ? in.len % 4 - 1 : 0);
+    if (need > outcap || need > INT32_MAX)
+        return PG_ETOOBIG;
+    for (size_t i = 0; i < in.len; i++) {
+        int v = b64url_value(in.ptr[i]);
+        if (v < 0)
+            return PG_EPARSE;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            o[n++] = (uint8_t)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    /* Bits past the last byte must be zero: one text per byte string. */
+    if (acc != 0)
+        return PG_EPARSE;
+    return (int)n;
+}
+
 /* Big-number base conversion; inputs are short (tokens), so O(n^2) is fine. */
 int pg_base62_encode(const void *in, size_t len, char *out, size_t outcap)
 {
