@@ -75,4 +75,18 @@ uint32_t pg_auth_limiter_wait(struct pg_auth_limiter *l, const struct sockaddr *
 void pg_auth_limiter_fail(struct pg_auth_limiter *l, const struct sockaddr *addr,
                           uint64_t now_ms);
 
+/* Per-agent request rate: a token bucket refilled at `requests` per `per_s`
+ * seconds, holding at most `burst`. Kept in units of 1/(per_s * 1e6) token
+ * so the refill is exact without floating point. Loop thread only. */
+struct pg_bucket {
+    uint64_t micro_tokens;         /* in those units */
+    uint64_t last_us;
+    bool primed;                   /* starts full */
+};
+
+/* Takes one token: 0 when the request may go, else the whole seconds to wait
+ * for the next token (at least 1). */
+uint32_t pg_bucket_take(struct pg_bucket *b, uint32_t requests, uint32_t per_s, uint32_t burst,
+                        uint64_t now_us);
+
 #endif /* PG_AUTH_H */

@@ -206,3 +206,38 @@ void pg_auth_limiter_fail(struct pg_auth_limiter *l, const struct sockaddr *addr
     if (e->failures < UINT32_MAX)
         e->failures++;
 }
+
+uint32_t pg_bucket_take(struct pg_bucket *b, uint32_t requests, uint32_t per_s, uint32_t burst,
+                        uint64_t now_us)
+{
+    /* One token is per_s * 1e6 units and every microsecond adds `requests`
+     * units: the refill is exact integer arithmetic, nothing is rounded away. */
+    if (per_s == 0)
+        per_s = 1;
+    if (requests == 0)
+        requests = 1;
+    const uint64_t token = (uint64_t)per_s * 1000000u;
+    uint64_t cap;
+    if (__builtin_mul_overflow((uint64_t)burst, token, &cap))
+        cap = UINT64_MAX;
+    if (!b->primed) {
+        b->micro_tokens = cap;
+        b->last_us = now_us;
+        b->primed = true;
+    }
+    if (now_us > b->last_us) {
+        uint64_t add, sum;
+        if (__builtin_mul_overflow(now_us - b->last_us, (uint64_t)requests, &add) ||
+            __builtin_add_overflow(b->micro_tokens, add, &sum) || sum > cap)
+            sum = cap;
+        b->micro_tokens = sum;
+        b->last_us = now_us;
+    }
+    if (b->micro_tokens >= token) {
+        b->micro_tokens -= token;
+        return 0;
+    }
+    uint64_t wait_us = (token - b->micro_tokens + requests - 1) / requests;
+    uint64_t wait_s = (wait_us + 999999u) / 1000000u;
+    return wait_s == 0 ? 1 : (uint32_t)(wait_s > UINT32_MAX ? UINT32_MAX : wait_s);
+}

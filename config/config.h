@@ -126,6 +126,9 @@ struct pg_policy_spec {
     uint16_t hours_from_min;       /* minutes after local midnight; from < to */
     uint16_t hours_to_min;         /* exclusive end, up to 1440 ("24:00") */
     uint32_t velocity_max; uint32_t velocity_per_s;
+    /* rate: {requests, per, burst}: a token bucket over all of the agent's
+     * requests; 0 requests when unset */
+    uint32_t rate_requests, rate_per_s, rate_burst;
     char **currencies; size_t ncurrencies;
     char **operations; size_t noperations;
     bool refunds_restore;

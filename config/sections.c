@@ -582,7 +582,7 @@ static void load_orgs(struct cfg_loader *ld, const yaml_node_t *n)
     X(PK_, per_transaction)                                                                        \
     X(PK_, daily) X(PK_, weekly) X(PK_, monthly) X(PK_, approval_above) X(PK_, auto_approve_below) \
         X(PK_, merchants) X(PK_, hours) X(PK_, velocity) X(PK_, currencies) X(PK_, operations)     \
-            X(PK_, refunds_restore)
+            X(PK_, refunds_restore) X(PK_, rate)
 enum { POLICY_KEYS(KEY_ENUM) PK_COUNT };
 static const char *const policy_keys[] = {POLICY_KEYS(KEY_NAME)};
 
@@ -597,6 +597,10 @@ static const char *const hours_keys[] = {HOURS_KEYS(KEY_NAME)};
 #define VELOCITY_KEYS(X) X(V_, max) X(V_, per)
 enum { VELOCITY_KEYS(KEY_ENUM) V_COUNT };
 static const char *const velocity_keys[] = {VELOCITY_KEYS(KEY_NAME)};
+
+#define RATE_KEYS(X) X(RT_, requests) X(RT_, per) X(RT_, burst)
+enum { RATE_KEYS(KEY_ENUM) RT_COUNT };
+static const char *const rate_keys[] = {RATE_KEYS(KEY_NAME)};
 
 static const char *const operation_names[] = {"payment", "refund", "transfer",
                                               "payout",  "config", "read"};
@@ -719,6 +723,40 @@ static void load_velocity(struct cfg_loader *ld, const yaml_node_t *n, const cha
     if (ok) {
         p->velocity_max = max;
         p->velocity_per_s = per;
+    }
+}
+
+/* rate: {requests: N, per: DURATION, burst: M}; burst defaults to requests. */
+static void load_rate(struct cfg_loader *ld, const yaml_node_t *n, const char *pwhere,
+                      struct pg_policy_spec *p)
+{
+    char where[CFG_PATH_MAX], path[CFG_PATH_MAX];
+    yaml_node_t *v[RT_COUNT], *k[RT_COUNT];
+    uint32_t requests = 0, per = 0, burst = 0;
+    bool ok = true;
+
+    snprintf(where, sizeof where, "%.160s.rate", pwhere);
+    if (!cfg_fields(ld, n, where, rate_keys, RT_COUNT, v, k))
+        return;
+    if (!cfg_require(ld, n, v, k, RT_requests, rate_keys, where) ||
+        !cfg_u32(ld, v[RT_requests], P("requests"), 1, 1000000, &requests))
+        ok = false;
+    if (cfg_require(ld, n, v, k, RT_per, rate_keys, where)) {
+        const char *s = cfg_str(ld, v[RT_per], P("per"));
+        const char *why = s ? cfg_duration_check(s, &per) : NULL;
+        if (why)
+            cfg_report(ld, v[RT_per], "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+        if (!s || why)
+            ok = false;
+    } else {
+        ok = false;
+    }
+    if (v[RT_burst] && !cfg_u32(ld, v[RT_burst], P("burst"), 1, 10000000, &burst))
+        ok = false;
+    if (ok) {
+        p->rate_requests = requests;
+        p->rate_per_s = per;
+        p->rate_burst = burst ? burst : requests;
     }
 }
 
@@ -890,6 +928,8 @@ static bool load_spec(struct cfg_loader *ld, const yaml_node_t *val, const char 
         load_hours(ld, v[PK_hours], where, p);
     if (v[PK_velocity])
         load_velocity(ld, v[PK_velocity], where, p);
+    if (v[PK_rate])
+        load_rate(ld, v[PK_rate], where, p);
     if (v[PK_currencies])
         (void)cfg_str_list(ld, v[PK_currencies], P("currencies"), check_currency_item, true,
                            &p->currencies, &p->ncurrencies);

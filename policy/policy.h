@@ -171,6 +171,10 @@ enum pg_limit_kind {
 PG_WUR int pg_policy_limit(const struct pg_policy *p, enum pg_limit_kind k, const char *currency,
                            int64_t *out);
 
+/* The agent's request rate (`rate:`): false when the policy sets none. */
+bool pg_policy_rate(const struct pg_policy *p, uint32_t *requests, uint32_t *per_s,
+                    uint32_t *burst);
+
 /* True when a refund gives its amount back to the agent's spend. */
 bool pg_policy_refunds_restore(const struct pg_policy *p);
 

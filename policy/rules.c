@@ -24,6 +24,7 @@ struct pg_policy {
     uint8_t days_mask;
     uint16_t from_min, to_min;
     uint32_t velocity_max, velocity_per_s;
+    uint32_t rate_requests, rate_per_s, rate_burst;
     char *const *currencies; size_t ncurrencies;
     uint32_t ops_mask;             /* bit per enum pg_op allowed */
     bool refunds_restore;
@@ -74,6 +75,11 @@ static void apply_spec(struct pg_policy *p, const struct pg_policy_spec *s)
         p->velocity_max = s->velocity_max;
         p->velocity_per_s = s->velocity_per_s;
     }
+    if (s->rate_requests) {
+        p->rate_requests = s->rate_requests;
+        p->rate_per_s = s->rate_per_s;
+        p->rate_burst = s->rate_burst;
+    }
     if (s->currencies) {
         p->currencies = s->currencies;
         p->ncurrencies = s->ncurrencies;
@@ -95,7 +101,8 @@ static bool spec_sets_anything(const struct pg_policy_spec *s)
     return s && (s->currency || s->per_transaction || s->daily || s->weekly || s->monthly ||
                  s->approval_above || s->auto_approve_below || s->merchants_allow ||
                  s->merchants_deny || s->hours_days || s->hours_from || s->hours_to ||
-                 s->velocity_max || s->currencies || s->operations || s->has_refunds_restore);
+                 s->velocity_max || s->currencies || s->operations || s->has_refunds_restore ||
+                 s->rate_requests);
 }
 
 int pg_policy_compile(const struct pg_config *cfg, const struct pg_agent *agent,
@@ -593,4 +600,13 @@ int pg_policy_limit(const struct pg_policy *p, enum pg_limit_kind k, const char 
     if ((unsigned)k >= PG_ARRAY_LEN(written))
         return PG_ERANGE;
     return limit_in(written[k], currency ? currency : p->currency, out);
+}
+
+bool pg_policy_rate(const struct pg_policy *p, uint32_t *requests, uint32_t *per_s,
+                    uint32_t *burst)
+{
+    *requests = p->rate_requests;
+    *per_s = p->rate_per_s;
+    *burst = p->rate_burst;
+    return p->rate_requests != 0;
 }

@@ -63,6 +63,7 @@ struct runtime {
     struct pool *pools;            /* one per cfg->rails[i] */
     struct pg_routes **routes;     /* one per cfg->rails[i] */
     struct pg_policy **policies;   /* one per cfg->agents[i] */
+    struct pg_bucket *buckets;     /* request rate per agent; refilled anew on reload */
     uint32_t refs;
     bool retired;
 };

@@ -44,6 +44,7 @@ static void runtime_free_parts(struct runtime *rt)
         pg_policy_free(rt->policies[i]);
     free(rt->routes);
     free(rt->policies);
+    free(rt->buckets);
     free(rt->pools);
     free(rt);
 }
@@ -67,7 +68,8 @@ static struct runtime *runtime_new(struct server *srv, struct pg_config *cfg, ch
     rt->refs = 1;
     rt->routes = calloc(cfg->nrails ? cfg->nrails : 1, sizeof(*rt->routes));
     rt->policies = calloc(cfg->nagents ? cfg->nagents : 1, sizeof(*rt->policies));
-    if (!rt->routes || !rt->policies) {
+    rt->buckets = calloc(cfg->nagents ? cfg->nagents : 1, sizeof(*rt->buckets));
+    if (!rt->routes || !rt->policies || !rt->buckets) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -532,6 +534,19 @@ static void authorized(struct conn *c, const struct pg_agent *agent)
     if (rr != PG_ENOTFOUND) {
         fail_closed(c, "revocation_unreadable");
         return;
+    }
+    size_t ai = (size_t)(agent - cfg->agents);
+    uint32_t rate, per, burst;
+    if (pg_policy_rate(c->rt->policies[ai], &rate, &per, &burst)) {
+        uint32_t wait = pg_bucket_take(&c->rt->buckets[ai], rate, per, burst, now_us());
+        if (wait) {
+            char msg[256];
+            snprintf(msg, sizeof(msg),
+                     "Too many requests: this agent may make %u requests per %u s (bursts of %u). Wait %u s before retrying.",
+                     rate, per, burst, wait);
+            conn_send_error(c, 429, "rate_limit_error", "payguard_rate_limit", msg, wait);
+            return;
+        }
     }
     struct pg_slice want = pg_slice_cstr(agent->rails[0]);
     int rh = pg_msg_find(&c->parser.msg, PG_SLICE("Payguard-Rail"));

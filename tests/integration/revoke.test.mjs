@@ -83,3 +83,32 @@ test('revocations are audited with the human who made them', async () => {
     assert.ok(kinds.includes('revoke:cli:ana:rogue'), kinds.join(' '));
     assert.ok(kinds.includes('reinstate:cli:ana:rogue'), kinds.join(' '));
 });
+
+test('rate: an agent over its policy rate gets 429 payguard_rate_limit with Retry-After, the rail sees nothing, and it recovers', async () => {
+    const dir = await makeTmp('rate');
+    const t = await newToken('hasty');
+    const cfg = configObject(dir, {
+        rails: { stripe: httpRail(mock.url) },
+        policies: { hasty: { rate: { requests: 2, per: '1s', burst: 2 } } },
+        agents: [{ id: 'hasty', org: 'acme', token: t.hash, rails: ['stripe'], policy: 'hasty' }],
+    });
+    const f = await writeConfig(dir, cfg);
+    const p = await startPayguard(f, { env: { MOCK_STRIPE_SECRET: mock.secret } });
+    try {
+        const get = () => request(p.port, { path: '/v1/balance', headers: { Authorization: `Bearer ${t.token}` } });
+        assert.equal((await get()).status, 200);
+        assert.equal((await get()).status, 200);
+        const before = await mock.count();
+        const over = await get();
+        stripeShapedError(assert, over, 429, 'payguard_rate_limit');
+        assert.equal(over.json.error.type, 'rate_limit_error');
+        const wait = Number(over.headers['retry-after']);
+        assert.ok(wait >= 1 && wait <= 1, `Retry-After ${over.headers['retry-after']}`);
+        assert.equal(await mock.count(), before, 'the rail saw nothing');
+        await new Promise((r) => setTimeout(r, wait * 1000 + 100));
+        assert.equal((await get()).status, 200, 'served again after Retry-After');
+    } finally {
+        const r = await p.stop();
+        assert.equal(r.code, 0);
+    }
+});

@@ -125,6 +125,33 @@ static void limiter_blocks_after_limit_for_a_minute(void **state)
     pg_auth_limiter_free(l);
 }
 
+static void bucket_allows_burst_then_refills(void **state)
+{
+    (void)state;
+    struct pg_bucket b = { 0, 0, false };
+    uint64_t t = 5000000;
+    /* 2 per second, bursts of 3 */
+    assert_int_equal(pg_bucket_take(&b, 2, 1, 3, t), 0);
+    assert_int_equal(pg_bucket_take(&b, 2, 1, 3, t), 0);
+    assert_int_equal(pg_bucket_take(&b, 2, 1, 3, t), 0);
+    assert_int_equal(pg_bucket_take(&b, 2, 1, 3, t), 1);
+    /* half a second later exactly one token is back */
+    assert_int_equal(pg_bucket_take(&b, 2, 1, 3, t + 500000), 0);
+    assert_int_equal(pg_bucket_take(&b, 2, 1, 3, t + 500000), 1);
+    /* a long pause refills to the burst, not beyond */
+    t += 3600u * 1000000u;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pg_bucket_take(&b, 2, 1, 3, t), 0);
+    assert_true(pg_bucket_take(&b, 2, 1, 3, t) >= 1);
+    /* 1 per minute: the wait is reported in whole seconds */
+    struct pg_bucket m = { 0, 0, false };
+    assert_int_equal(pg_bucket_take(&m, 1, 60, 1, t), 0);
+    assert_int_equal(pg_bucket_take(&m, 1, 60, 1, t), 60);
+    uint32_t w = pg_bucket_take(&m, 1, 60, 1, t + 59000000); /* rounded up */
+    assert_true(w >= 1 && w <= 2);
+    assert_int_equal(pg_bucket_take(&m, 1, 60, 1, t + 60000000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -134,6 +161,7 @@ int main(void)
         cmocka_unit_test(credential_from_bearer_and_basic),
         cmocka_unit_test(cache_follows_token_rotation),
         cmocka_unit_test(limiter_blocks_after_limit_for_a_minute),
+        cmocka_unit_test(bucket_allows_burst_then_refills),
     };
     return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
 }
