@@ -31,6 +31,7 @@ static const char usage_main[] =
     "  audit verify|export       check or export the hash-chained audit log\n"
     "  ledger show [--agent ID]  spend per window, pending reservations, decisions\n"
     "  agent revoke|reinstate ID stop an agent at its next request, or let it back\n"
+    "  seal --path KEY [-c FILE] encrypt a secret (stdin) into a sealed:v1: value\n"
     "  version                   print the version\n"
     "  help [COMMAND]            show help for a command\n"
     "\n"
@@ -49,8 +50,8 @@ static const char usage_check[] =
     "Usage: payguard check [-c FILE] [--no-env]\n"
     "\n"
     "Loads FILE as `payguard run` would and prints `ok`, or every problem as\n"
-    "FILE:LINE:COL: message. --no-env skips resolving env: secrets, for checking\n"
-    "a file on a machine that does not hold them.\n"
+    "FILE:LINE:COL: message. --no-env skips resolving env: and sealed: secrets, for\n"
+    "checking a file on a machine that does not hold them or the master key.\n"
     "Exit status: 0 when the file is valid, 2 otherwise.\n";
 
 static const char usage_token[] =
@@ -216,6 +217,8 @@ int main(int argc, char **argv)
             return pg_cli_ledger(1, (char *[]){ (char *)"--help", NULL });
         else if (strcmp(topic, "approvals") == 0)
             return pg_cli_approvals(1, (char *[]){ (char *)"--help", NULL });
+        else if (strcmp(topic, "seal") == 0)
+            return pg_cli_seal(1, (char *[]){ (char *)"--help", NULL });
         else if (strcmp(topic, "agent") == 0)
             return pg_cli_agent(1, (char *[]){ (char *)"--help", NULL });
         else if (!*topic)
@@ -242,6 +245,8 @@ int main(int argc, char **argv)
         return pg_cli_ledger(argc - 2, argv + 2);
     if (strcmp(cmd, "approvals") == 0)
         return pg_cli_approvals(argc - 2, argv + 2);
+    if (strcmp(cmd, "seal") == 0)
+        return pg_cli_seal(argc - 2, argv + 2);
     if (strcmp(cmd, "agent") == 0)
         return pg_cli_agent(argc - 2, argv + 2);
     return usage_error("unknown command", cmd);
