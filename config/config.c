@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "config/config_int.h"
 #include "policy/tz.h"
 
@@ -305,11 +307,12 @@ static void free_routes(struct pg_route_spec *routes, size_t n)
     free(routes);
 }
 
-/* Secrets leave no copy behind in freed heap memory. */
+/* Secrets (env: copies and unsealed values alike) leave no copy behind in
+ * freed heap memory. */
 static void free_secret(char *s)
 {
     if (s) {
-        explicit_bzero(s, strlen(s));
+        OPENSSL_cleanse(s, strlen(s));
         free(s);
     }
 }

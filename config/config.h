@@ -184,10 +184,15 @@ struct pg_config_errors {
  * caller only wants the verdict. Problems come sorted by position; an
  * unreadable file is reported at 1:1. Returns PG_ENOMEM (errs empty) if an
  * allocation fails.
- * Secrets are resolved too (env: from the environment) unless `resolve_secrets`
- * is false, which `payguard check` uses on a machine without the variables:
- * then rail->secret and webhook->secret stay NULL. A sealed:v1: value is
- * accepted by the syntax check but refused when resolving (not built yet).
+ * Secrets are resolved too unless `resolve_secrets` is false, which `payguard
+ * check --no-env` uses on a machine without the variables: then rail->secret
+ * and webhook->secret stay NULL. env:NAME is read from the environment;
+ * sealed:v1: is opened (pg_unseal, crypto/crypto.h) with the passphrase in the
+ * variable master_key_env names, its config path as the AAD. Each sealed value
+ * costs one scrypt, about 0.4 s of CPU and 128 MiB, on every load and reload.
+ * A missing variable or passphrase, a wrong passphrase and an altered or moved
+ * value are problems at the value's position, naming its path and never the
+ * secret. Resolved secrets live only in this memory.
  * Any thread; reads the environment and /usr/share/zoneinfo (or $TZDIR). */
 PG_WUR int pg_config_load(const char *path, bool resolve_secrets,
                           struct pg_config **out, struct pg_config_errors *errs);

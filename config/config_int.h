@@ -35,7 +35,7 @@ struct cfg_loader {
     const char *file; /* path as given, the prefix of every message */
     yaml_document_t *doc;
     struct pg_config *cfg; /* being filled */
-    bool resolve;          /* resolve env: secrets now */
+    bool resolve;          /* resolve env: and sealed: secrets now */
     bool nomem;
     bool truncated; /* problems past CFG_MAX_PROBLEMS dropped */
     /* By policy slot: its `currency:` was written but refused. Agents'

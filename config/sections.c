@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "config/config_int.h"
+#include "crypto/crypto.h"
 #include "policy/money.h"
 #include "policy/tz.h"
 
@@ -169,6 +172,53 @@ static size_t named_entries(struct cfg_loader *ld, const yaml_node_t *n, const c
     return slot;
 }
 
+/* Opens a sealed:v1: value with the passphrase in master_key_env (read
+ * before any section that holds secrets). `path` is the value's AAD, so it
+ * must be the exact string crypto.h lists ("rails.stripe.secret",
+ * "webhooks[0].secret"). Messages name the path, never the secret, the
+ * passphrase or the sealed text; a wrong passphrase, an altered value and a
+ * value moved from another key are one message because GCM cannot tell them
+ * apart. Each value costs one scrypt (about 0.4 s). */
+static void unseal_secret(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                          const char *sealed, char **secret)
+{
+    const char *env = ld->cfg->master_key_env;
+    const char *pass = env ? getenv(env) : NULL;
+    char buf[PG_SEAL_MAX_PLAINTEXT + 1];
+    size_t len = 0;
+
+    if (!env)
+        return; /* out of memory, already recorded */
+    if (!pass || !*pass) {
+        cfg_report(ld, n, "%s is sealed but %s is %s", path, env, pass ? "empty" : "not set");
+        return;
+    }
+    int rc = pg_unseal(pg_slice_cstr(pass), pg_slice_cstr(path), pg_slice_cstr(sealed), buf,
+                       sizeof buf, &len);
+    if (rc == PG_EAUTH) {
+        cfg_report(ld, n,
+                   "%s: cannot unseal (wrong master key, or the value was altered or moved "
+                   "from another key)",
+                   path);
+        return;
+    }
+    if (rc != 0) {
+        cfg_report(ld, n, "%s: cannot unseal: %s", path, pg_strerror(rc));
+        return;
+    }
+    /* The secret goes into an HTTP header as a C string. */
+    bool clean = len > 0;
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+            clean = false;
+    if (!clean)
+        cfg_report(ld, n, "%s: the sealed secret is %s", path,
+                   len ? "not one line of text (it holds a control character)" : "empty");
+    else
+        *secret = cfg_dup(ld, buf);
+    OPENSSL_cleanse(buf, sizeof buf);
+}
+
 /* Secrets never sit in the file in clear: they are read from the
  * environment (env:NAME) or decrypted (sealed:v1:). `env_hint` is the
  * variable name a message suggests for a plaintext value. The value itself
@@ -200,12 +250,16 @@ static void load_secret(struct cfg_loader *ld, const yaml_node_t *n, const char 
                    path, what, env_hint);
         return;
     case CFG_SECRET_SEALED:
+        if (pg_seal_check(pg_slice_cstr(s)) != 0) {
+            cfg_report(ld, n,
+                       "%s: sealed value is truncated or damaged; seal the secret again "
+                       "with `payguard seal`",
+                       path);
+            return;
+        }
         *ref = cfg_dup(ld, s);
         if (ld->resolve)
-            cfg_report(ld, n,
-                       "%s: sealed secrets are not supported by this build yet; "
-                       "use env:NAME for now",
-                       path);
+            unseal_secret(ld, n, path, s, secret);
         return;
     case CFG_SECRET_ENV:
         *ref = cfg_dup(ld, s);

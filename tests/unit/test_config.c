@@ -741,31 +741,42 @@ static void env_secrets_resolve_or_name_the_variable(void **state)
     pg_config_free(cfg);
 }
 
-static void sealed_secrets_check_but_do_not_resolve_yet(void **state)
+/* Without resolving, a sealed value's shape is checked and nothing opened;
+ * opening them is test_seal.c's. */
+static void sealed_secrets_check_without_resolving(void **state)
 {
     (void)state;
+#define SEALED "sealed:v1:Ab5J4x4VP2XZNL1j1Zr6Y6YODi9x5qZZ-cplSmKPd4Fa-9ZpWayKUoalxG90hdpK-y9DuubVozmIkCdzmoYQEuRNYvyOXaT0bA"
     static const char yaml[] = "rails:\n"
                                "  stripe:\n"
                                "    upstream: https://api.stripe.com\n"
-                               "    secret: sealed:v1:AAECAwQFBgcICQoLDA0ODxAREhM-_w\n";
+                               "    secret: " SEALED "\n";
     struct pg_config *cfg = load_ok(yaml, false);
-    assert_string_equal(cfg->rails[0].secret_ref, "sealed:v1:AAECAwQFBgcICQoLDA0ODxAREhM-_w");
+    assert_string_equal(cfg->rails[0].secret_ref, SEALED);
     assert_null(cfg->rails[0].secret);
     pg_config_free(cfg);
+#undef SEALED
 
-    EXPECT_ERRORS(yaml, "payguard.yaml:4:13: rails.stripe.secret: sealed secrets are not "
-                        "supported by this build yet; use env:NAME for now");
+    assert_int_equal(unsetenv("PAYGUARD_MASTER_KEY"), 0);
+    EXPECT_ERRORS(yaml, "payguard.yaml:4:13: rails.stripe.secret is sealed but "
+                        "PAYGUARD_MASTER_KEY is not set");
     EXPECT_ERRORS("rails:\n"
                   "  stripe:\n"
                   "    upstream: https://api.stripe.com\n"
                   "    secret: sealed:v2:abc\n"
                   "  adyen:\n"
                   "    upstream: https://checkout-test.adyen.com\n"
-                  "    secret: sealed:v1:not+base64url\n",
+                  "    secret: sealed:v1:not+base64url\n"
+                  "webhooks:\n"
+                  "  - url: https://hooks.acme.test/payguard\n"
+                  "    secret: sealed:v1:AAECAwQFBgcICQoLDA0ODxAREhM-_w\n"
+                  "    events: [payment.denied]\n",
                   "payguard.yaml:4:13: rails.stripe.secret: unknown sealed format "
                   "(expected \"sealed:v1:...\")",
                   "payguard.yaml:7:13: rails.adyen.secret: sealed value must be base64url "
-                  "(A-Z a-z 0-9 - _) after \"sealed:v1:\"");
+                  "(A-Z a-z 0-9 - _) after \"sealed:v1:\"",
+                  "payguard.yaml:10:13: webhooks[0].secret: sealed value is truncated or "
+                  "damaged; seal the secret again with `payguard seal`");
 }
 
 /* ---- upstream URLs ------------------------------------------------------- */
@@ -2026,7 +2037,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(references_must_name_defined_things),
         cmocka_unit_test(plaintext_secrets_are_refused_without_echo),
         cmocka_unit_test(env_secrets_resolve_or_name_the_variable),
-        cmocka_unit_test(sealed_secrets_check_but_do_not_resolve_yet),
+        cmocka_unit_test(sealed_secrets_check_without_resolving),
         cmocka_unit_test(http_upstream_needs_allow_http),
         cmocka_unit_test(upstream_urls_split_into_host_and_port),
         cmocka_unit_test(upstream_urls_refused),
