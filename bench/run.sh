@@ -356,7 +356,7 @@ CSV=$OUT/results.csv
 echo "mode,scenario,round,target,connections,requests,rps,p50_us,p90_us,p99_us,p999_us,max_us,ok,non2xx,errors,server_cpu_us_per_req,rail_cpu_us_per_req,loadgen_cpu_pct,extra" >"$CSV"
 csv_row() { # scenario round target json server_cpu rail_cpu [extra]
     local j=$4
-    echo "$mode,$1,$2,$3,$(jnum "$j" connections),$(jnum "$j" requests),$(jnum "$j" rps),$(jnum "$j" p50_us),$(jnum "$j" p90_us),$(jnum "$j" p99_us),$(jnum "$j" p999_us),$(jnum "$j" max_us),$(jnum "$j" ok),$(jnum "$j" non2xx),$(jnum "$j" errors),${5:-},${6:-},$(jnum "$j" loadgen_cpu_pct),${7:-}" >>"$CSV"
+    echo "$mode,$1,$2,$3,$(jnum "$j" connections),$(jnum "$j" requests),$(jnum "$j" rps),$(jnum "$j" p50_us),$(jnum "$j" p90_us),$(jnum "$j" p99_us),$(jnum "$j" p999_us),$(jnum "$j" max_us),$(jnum "$j" ok),$(jnum "$j" non2xx),$(jnum "$j" errors),${5:-},${6:-},$(jnum "$j" loadgen_cpu_pct),others_cpu_pct=${NB:-}${7:+;$7}" >>"$CSV"
 }
 
 # --- profile mode: where payguard's time goes -------------------------------------
@@ -608,24 +608,28 @@ ticks() { # pids... -> utime + stime, summed
     done
     echo "$t"
 }
-# CPU time of every live process outside this benchmark ("pid start ticks" lines). Ours
-# are $$ and its descendants. Processes that start and end between two snapshots are
-# missed (and reaped children are not counted: their whole life would land at once), so
-# the share computed from two snapshots is a lower bound.
-others_snapshot() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v me=$$ '
+# CPU use of the machine and of this benchmark: "machine ours kthreads wall_ns", in
+# clock ticks. machine: user + nice + system of all CPUs (/proc/stat; interrupt time
+# left out, it is mostly our own loopback traffic). ours: $$ and its live descendants
+# (utime + stime) plus what its reaped descendants used (cutime + cstime of $$, which
+# covers every loadgen run). kthreads: kernel threads (writeback for our fsyncs among
+# them). machine - ours - kthreads is what other processes used, short-lived ones
+# included (a compiler that starts and ends between two readings still shows).
+busy_snapshot() {
+    { head -1 /proc/stat; cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v me=$$ -v ns="$(date +%s%N)" '
+        NR == 1 { m = $2 + $3 + $4; next }
         { pid = $1; rest = $0; sub(/^.*\) /, "", rest); split(rest, f, " ")
-          ppid[pid] = f[2]; start[pid] = f[20]; t[pid] = f[12] + f[13] }
-        END { for (p in t) { q = p; ours = 0
-                  for (d = 0; d < 64 && q > 1; d++) { if (q == me) { ours = 1; break }; q = ppid[q] }
-                  if (!ours) print p, start[p], t[p] } }'
+          ppid[pid] = f[2]; t[pid] = f[12] + f[13]; if (pid == me) ct = f[14] + f[15] }
+        END { for (p in t) { if (p == 2 || ppid[p] == 2) { k += t[p]; continue }
+                  q = p; for (d = 0; d < 64 && q > 1; d++) { if (q == me) { o += t[p]; break }; q = ppid[q] } }
+              printf "%d %d %d %s\n", m, o + ct, k, ns }'
 }
-# Share of all CPUs those processes used between two snapshots taken $3 seconds apart.
+# Share of all CPUs (percent) that other processes used between two busy_snapshot lines.
 others_pct() {
-    awk -v hz="$CLK_TCK" -v n="$(nproc)" -v secs="$3" '
-        FNR == NR { before[$1 " " $2] = $3; next }
-        { k = $1 " " $2; used += (k in before) ? $3 - before[k] : $3 }
-        END { x = used * 100 / (hz * n * (secs > 0 ? secs : 1)); printf "%.0f", (x < 0 ? 0 : x) }' "$1" "$2"
+    awk -v hz="$CLK_TCK" -v n="$(nproc)" -v a="$1" -v b="$2" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); secs = (y[4] - x[4]) / 1e9
+        used = (y[1] - x[1]) - (y[2] - x[2]) - (y[3] - x[3])
+        v = secs > 0 ? used * 100 / (hz * n * secs) : 0; printf "%.0f", (v < 0 ? 0 : v) }'
 }
 mock_requests() {
     local n
@@ -687,17 +691,22 @@ pg_ledger_figures() {
             PGX_W_ON PGX_W_RUNQ PGX_W_OFF PGX_L_ON PGX_L_RUNQ PGX_LEDGER_MB <<<"$PGX"
 }
 
-# measure TARGET CONNS WARM MEASURE -> sets R (JSON), SCPU, RCPU (µs per request);
+# measure TARGET CONNS WARM MEASURE -> sets R (JSON), SCPU, RCPU (µs per request), NB
+# (percent of the machine's CPU other processes used meanwhile);
 # for payguard under PAY_REQ also the PGX_* ledger figures.
 measure() {
     local t=$1 n0 n1 s0 s1 m0 m1 pay=
     [ "$t" = payguard ] && [ "${REQ[0]}" = -m ] && pay=1
     [ -z "$pay" ] || PGS_A=$(pg_snap a)
+    local b0 b1
+    b0=$(busy_snapshot)
     # shellcheck disable=SC2086
     { n0=$(mock_requests); s0=$(ticks ${PROCS[$t]}); m0=$(ticks "$MOCK_PID"); }
     R=$(loadgen "$t" "$2" "$3" "$4")
     # shellcheck disable=SC2086
     { n1=$(mock_requests); s1=$(ticks ${PROCS[$t]}); m1=$(ticks "$MOCK_PID"); }
+    b1=$(busy_snapshot)
+    NB=$(others_pct "$b0" "$b1")
     [ -z "$pay" ] || PGS_B=$(pg_snap b)
     n1=$((n1 - n0)) # /__mock/stats itself is never counted
     SCPU=$(per_req $((s1 - s0)) "$n1")
@@ -706,20 +715,20 @@ measure() {
 }
 
 # --- throughput: c=32, targets in alternation A B C D A B C D ... ---------------------
-declare -A RPS P50 P99 P90 P999 C1P50 C1P99 CPU RAILCPU LGCPU
+declare -A RPS P50 P99 P90 P999 C1P50 C1P99 CPU RAILCPU LGCPU NBR
 for t in "${TARGETS[@]}"; do
     RPS[$t]=""; P50[$t]=""; P90[$t]=""; P99[$t]=""; P999[$t]=""; C1P50[$t]=""; C1P99[$t]=""
-    CPU[$t]=""; RAILCPU[$t]=""; LGCPU[$t]=""
+    CPU[$t]=""; RAILCPU[$t]=""; LGCPU[$t]=""; NBR[$t]=""
 done
-others_snapshot >"$TMP/others.0"; RUNS_TS=$(date +%s.%N)
+BUSY0=$(busy_snapshot)
 for round in $(seq "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do
         measure "$t" "$CONNS" "$WARM" "$MEASURE"
         csv_row "c$CONNS" "$round" "$t" "$R" "$SCPU" "$RCPU"
         RPS[$t]+=" $(jnum "$R" rps)"; P50[$t]+=" $(jnum "$R" p50_us)"; P90[$t]+=" $(jnum "$R" p90_us)"
         P99[$t]+=" $(jnum "$R" p99_us)"; P999[$t]+=" $(jnum "$R" p999_us)"
-        CPU[$t]+=" $SCPU"; RAILCPU[$t]+=" $RCPU"; LGCPU[$t]+=" $(jnum "$R" loadgen_cpu_pct)"
-        say "c=$CONNS round $round/$ROUNDS $t: $(jnum "$R" rps) req/s, p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us, server CPU $SCPU us/req, loadgen CPU $(jnum "$R" loadgen_cpu_pct)%"
+        CPU[$t]+=" $SCPU"; RAILCPU[$t]+=" $RCPU"; LGCPU[$t]+=" $(jnum "$R" loadgen_cpu_pct)"; NBR[$t]+=" $NB"
+        say "c=$CONNS round $round/$ROUNDS $t: $(jnum "$R" rps) req/s, p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us, server CPU $SCPU us/req, loadgen CPU $(jnum "$R" loadgen_cpu_pct)%, others $NB%"
     done
 done
 
@@ -767,7 +776,7 @@ done
 # it in the ledger (a durable group commit) before the rail call, and settles and stores
 # the rail's answer (a second one) before the agent gets it. The ledger keeps growing
 # from round to round, as it would in service: its size is reported.
-declare -A Y_RPS Y_P50 Y_P90 Y_P99 Y_P999 Y_CPU Y_LG Y_BAD
+declare -A Y_RPS Y_P50 Y_P90 Y_P99 Y_P999 Y_CPU Y_LG Y_BAD Y_NB
 declare -A X_COMMITS X_BATCH X_KB_PAY X_KB_COMMIT X_LOOP X_WRITER X_WON X_WRQ X_WOFF X_LON X_LRQ X_MB
 PAY_SCENS=()
 REQ=("${PAY_REQ[@]}")
@@ -791,9 +800,9 @@ pay_rounds() { # scenario connections rounds warm-up measure
             csv_row "pay_$sc" "$round" "$t" "$R" "$SCPU" "$RCPU" "$extra"
             Y_RPS[$k]+=" $(jnum "$R" rps)"; Y_P50[$k]+=" $(jnum "$R" p50_us)"; Y_P90[$k]+=" $(jnum "$R" p90_us)"
             Y_P99[$k]+=" $(jnum "$R" p99_us)"; Y_P999[$k]+=" $(jnum "$R" p999_us)"
-            Y_CPU[$k]+=" $SCPU"; Y_LG[$k]+=" $(jnum "$R" loadgen_cpu_pct)"
+            Y_CPU[$k]+=" $SCPU"; Y_LG[$k]+=" $(jnum "$R" loadgen_cpu_pct)"; Y_NB[$k]+=" $NB"
             Y_BAD[$k]=$(( ${Y_BAD[$k]:-0} + $(jnum "$R" non2xx) + $(jnum "$R" errors) ))
-            say "payments $sc round $round/$nr $t: $(jnum "$R" rps)/s, p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us, server CPU $SCPU us/payment${extra:+, $PGX_COMMITS commits/s, $PGX_BATCH items/commit, writer $PGX_WRITER_CPU us/payment on CPU $PGX_W_ON%}"
+            say "payments $sc round $round/$nr $t: $(jnum "$R" rps)/s, p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us, server CPU $SCPU us/payment${extra:+, $PGX_COMMITS commits/s, $PGX_BATCH items/commit, writer $PGX_WRITER_CPU us/payment on CPU $PGX_W_ON% waiting for one $PGX_W_RUNQ%}, others $NB%"
         done
     done
 }
@@ -802,9 +811,8 @@ pay_rounds c$CONNS "$CONNS" "$PAY32_ROUNDS" "${PAY32_WARM:-0}" "${PAY32_MEASURE:
 pay_rounds c1 1 "$PAYC1_ROUNDS" "$PAYC1_WARM" "$PAYC1_MEASURE"
 LEDGER_END=$("$LEDGER_INFO" "$TMP/data") || die "ledger_info cannot read payguard's ledger in $TMP/data"
 REQ=("${READ_REQ[@]}")
-others_snapshot >"$TMP/others.1"
 # Share of the machine's CPU time used by processes outside this benchmark.
-OTHER_PCT=$(others_pct "$TMP/others.0" "$TMP/others.1" "$(awk -v a="$RUNS_TS" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")
+OTHER_PCT=$(others_pct "$BUSY0" "$(busy_snapshot)")
 
 alive "$PG_PID" || die "payguard died during the run: $(tail -5 "$TMP/payguard.err")"
 PG_RSS_END=$(kb VmRSS "$PG_PID")
@@ -873,15 +881,18 @@ round_ratio() {
     median "${r[@]}"
 }
 spread() { printf '%s\n' $1 | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f–%.0f", lo, hi }'; }
+# Each round's figure, in order: "7971, 2658, 2673"; pcts: "1%, 34%, 2%".
+rounds() { printf '%s\n' $1 | awk '{ printf "%s%.0f", (NR > 1 ? ", " : ""), $1 }'; }
+pcts() { printf '%s\n' $1 | awk '$1 != "" { printf "%s%s%%", (n++ ? ", " : ""), $1 }'; }
 perconn() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.1f KiB", (a - b) / n }'; }
 
 TABLE=$(
-    echo "| target | req/s | req/s, all rounds | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/req | loadgen CPU |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| target | req/s | req/s, all rounds | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/req | loadgen CPU | other processes' CPU, by round |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for t in "${TARGETS[@]}"; do
-        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s%% |\n' "${LABEL[$t]}" "${M_RPS[$t]}" \
+        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s%% | %s |\n' "${LABEL[$t]}" "${M_RPS[$t]}" \
             "$(spread "${RPS[$t]}")" "${M_P50[$t]}" "${M_P90[$t]}" "${M_P99[$t]}" "${M_P999[$t]}" \
-            "${M_CPU[$t]}" "${M_LGCPU[$t]}"
+            "${M_CPU[$t]}" "${M_LGCPU[$t]}" "$(pcts "${NBR[$t]}")"
     done
 )
 ratio_row() { # label target-b
@@ -923,13 +934,13 @@ diffus2() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "n/a"
 met() { awk -v a="$1" -v b="$2" -v op="$3" 'BEGIN { if (a == "n/a" || a == "") print "n/a"; else if (op == "ge" ? a + 0 >= b : a + 0 <= b) print "**met**"; else print "**missed**" }'; }
 paytable() { # scenario
     local sc=$1 t k
-    echo "| target | payments/s | all rounds | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/payment | loadgen CPU | non-2xx or errors |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| target | payments/s | payments/s, by round | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/payment | loadgen CPU | non-2xx or errors | other processes' CPU, by round |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for t in "${PAY_TARGETS[@]}"; do
         k=$sc,$t
-        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s%% | %s |\n' "${LABEL[$t]}" "${MY_RPS[$k]}" \
-            "$(spread "${Y_RPS[$k]}")" "${MY_P50[$k]}" "${MY_P90[$k]}" "${MY_P99[$k]}" "${MY_P999[$k]}" \
-            "${MY_CPU[$k]}" "${MY_LG[$k]}" "${Y_BAD[$k]}"
+        printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s%% | %s | %s |\n' "${LABEL[$t]}" "${MY_RPS[$k]}" \
+            "$(rounds "${Y_RPS[$k]}")" "${MY_P50[$k]}" "${MY_P90[$k]}" "${MY_P99[$k]}" "${MY_P999[$k]}" \
+            "${MY_CPU[$k]}" "${MY_LG[$k]}" "${Y_BAD[$k]}" "$(pcts "${Y_NB[$k]}")"
     done
     echo
     echo "| ratio | payments/s (of medians) | payments/s (median of per-round) | p50 | p99 | CPU per payment (median of per-round) |"
@@ -1057,11 +1068,14 @@ ${QUICK_NOTE}- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - Everything runs on 127.0.0.1 on the same $(nproc) CPUs: the load generator (one thread), the
   mock rail (one thread) and the proxy under test share them, so absolute figures are
   bounded by this box; compare the rows with each other, not with other machines.
-- Other processes on the machine (outside this benchmark) used at least ${OTHER_PCT}% of its
-  CPU time during the runs; a busy neighbour moves req/s and tails far more than it moves
-  "server CPU µs/req" (the process under test's user + system time from /proc, divided by
-  the requests the mock rail served in the same window: the proxy's own cost per request;
-  for "direct" it is the mock rail's).
+- Other processes on the machine (outside this benchmark, kernel threads left out) used
+  ${OTHER_PCT}% of its CPU time during the load runs, and the share each round saw is in the
+  tables ("other processes' CPU"): all CPUs' user + system time from /proc/stat, less this
+  benchmark's processes (live ones and every reaped child) and kernel threads, so short-lived
+  neighbours (compilers, test runs) count too. A busy neighbour moves req/s and tails far
+  more than it moves "server CPU µs/req" (the process under test's user + system time from
+  /proc, divided by the requests the mock rail served in the same window: the proxy's own
+  cost per request; for "direct" it is the mock rail's).
 - Logging is on for both proxies, one \`write()\` per request to a file: payguard's
   \`log_file\` (line-buffered JSON) and an nginx \`access_log\` without buffer in a
   similar JSON format.
@@ -1173,4 +1187,4 @@ echo
 echo "== memory"
 echo "$MEMTABLE"
 echo
-say "wrote $REPORT and $CSV (${ELAPSED} s of measurements; other processes used at least ${OTHER_PCT}% of the CPU meanwhile)"
+say "wrote $REPORT and $CSV (${ELAPSED} s of measurements; other processes used ${OTHER_PCT}% of the CPU meanwhile)"
