@@ -14,7 +14,7 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
-const struct seal_cost seal_cost_v1 = { UINT64_C(1) << 17, 8, 1 };
+const struct seal_cost seal_cost_v1 = {UINT64_C(1) << 17, 8, 1};
 
 /* Fetched once, like SHA-256 in crypto.c: an implicit fetch per call would
  * search the provider tables every time. */
@@ -61,9 +61,8 @@ int seal_kdf(struct pg_slice pass, const uint8_t *salt, size_t saltlen,
      * context is freed); the casts only satisfy its non-const signature. */
     params[0] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD,
                                                   (void *)(pass.len ? pass.ptr : ""), pass.len);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-                                                  (void *)(saltlen ? salt : (const uint8_t *)""),
-                                                  saltlen);
+    params[1] = OSSL_PARAM_construct_octet_string(
+        OSSL_KDF_PARAM_SALT, (void *)(saltlen ? salt : (const uint8_t *)""), saltlen);
     params[2] = OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n);
     params[3] = OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r);
     params[4] = OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p);
@@ -77,9 +76,8 @@ int seal_kdf(struct pg_slice pass, const uint8_t *salt, size_t saltlen,
     return rc;
 }
 
-int seal_gcm_encrypt(const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[12],
-                     struct pg_slice aad, const uint8_t *pt, size_t len, uint8_t *ct,
-                     uint8_t tag[16])
+int seal_gcm_encrypt(const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[12], struct pg_slice aad,
+                     const uint8_t *pt, size_t len, uint8_t *ct, uint8_t tag[16])
 {
     uint8_t fin[16];
     int outl = 0, ok;
@@ -96,17 +94,16 @@ int seal_gcm_encrypt(const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[12],
     ok = EVP_EncryptInit_ex2(ctx, aes_gcm, key, nonce, NULL) == 1 &&
          (aad.len == 0 ||
           EVP_EncryptUpdate(ctx, NULL, &outl, (const unsigned char *)aad.ptr, (int)aad.len) == 1);
-    ok = ok && (len == 0 || (EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)len) == 1 &&
-                             (size_t)outl == len));
+    ok = ok && (len == 0 ||
+                (EVP_EncryptUpdate(ctx, ct, &outl, pt, (int)len) == 1 && (size_t)outl == len));
     ok = ok && EVP_EncryptFinal_ex(ctx, fin, &outl) == 1 && outl == 0 &&
          EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, tag) == 1;
     EVP_CIPHER_CTX_free(ctx); /* wipes the key schedule */
     return ok ? 0 : PG_ECRYPTO;
 }
 
-int seal_gcm_decrypt(const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[12],
-                     struct pg_slice aad, const uint8_t *ct, size_t len, const uint8_t tag[16],
-                     uint8_t *pt)
+int seal_gcm_decrypt(const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[12], struct pg_slice aad,
+                     const uint8_t *ct, size_t len, const uint8_t tag[16], uint8_t *pt)
 {
     uint8_t fin[16];
     int outl = 0, rc = PG_ECRYPTO;
@@ -122,8 +119,8 @@ int seal_gcm_decrypt(const uint8_t key[SEAL_KEY_LEN], const uint8_t nonce[12],
     int ok = EVP_DecryptInit_ex2(ctx, aes_gcm, key, nonce, NULL) == 1 &&
              (aad.len == 0 || EVP_DecryptUpdate(ctx, NULL, &outl, (const unsigned char *)aad.ptr,
                                                 (int)aad.len) == 1);
-    ok = ok && (len == 0 || (EVP_DecryptUpdate(ctx, pt, &outl, ct, (int)len) == 1 &&
-                             (size_t)outl == len));
+    ok = ok && (len == 0 ||
+                (EVP_DecryptUpdate(ctx, pt, &outl, ct, (int)len) == 1 && (size_t)outl == len));
     ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, (void *)tag) == 1;
     /* Every setup step passed: a failing final can only be the tag. */
     if (ok)
@@ -145,8 +142,8 @@ static int decode_sealed(struct pg_slice sealed, uint8_t *raw, size_t rawcap)
         return PG_EPARSE;
     if (sealed.len > PG_SEAL_TEXT_LEN(PG_SEAL_MAX_PLAINTEXT))
         return PG_ETOOBIG;
-    int n = pg_base64url_decode(pg_slice_of(sealed.ptr + pfx.len, sealed.len - pfx.len), raw,
-                                rawcap);
+    int n =
+        pg_base64url_decode(pg_slice_of(sealed.ptr + pfx.len, sealed.len - pfx.len), raw, rawcap);
     if (n < 0)
         return n == PG_ETOOBIG ? PG_ETOOBIG : PG_EPARSE;
     if ((size_t)n < PG_SEAL_OVERHEAD)

@@ -30,7 +30,8 @@ static const char usage_seal[] =
     "The passphrase is read from that variable, never from the command line, and\n"
     "must be at least 12 characters. Example (printf is a shell builtin, so the\n"
     "key stays out of the process list):\n"
-    "  printf %s \"$STRIPE_SECRET_KEY\" | payguard seal -c payguard.yaml --path rails.stripe.secret\n"
+    "  printf %s \"$STRIPE_SECRET_KEY\" | payguard seal -c payguard.yaml --path "
+    "rails.stripe.secret\n"
     "Exit status: 0 sealed, 1 failure, 2 bad usage, input or environment.\n";
 
 /* "NAME VALUE" or "NAME=VALUE" at argv[*i]: 1 with *out set (and *i past the
@@ -109,7 +110,7 @@ static bool path_shape_ok(const char *p)
 static int check_against_config(const char *file, const char *key, struct pg_config **cfg,
                                 const char **master_env)
 {
-    struct pg_config_errors errs = { 0 };
+    struct pg_config_errors errs = {0};
     char path[128];
 
     if (pg_config_load(file, false, cfg, &errs) != 0) {
@@ -260,7 +261,7 @@ int pg_cli_seal(int argc, char **argv)
     if (rc != 0)
         goto out;
     n = pg_seal(pg_slice_cstr(pass), pg_slice_cstr(key), pg_slice_of(secret, len), sealed,
-                    sizeof(sealed));
+                sizeof(sealed));
     if (n < 0) {
         fprintf(stderr, "payguard: cannot seal: %s\n", pg_strerror(n));
         rc = 1;

@@ -29,7 +29,7 @@
 #define HOOK_KEY "whsec_sealedSigningSecret000"
 
 /* Cheap enough to run dozens of times; v1 values never use it. */
-static const struct seal_cost cheap = { 1024, 1, 1 };
+static const struct seal_cost cheap = {1024, 1, 1};
 
 static char work_dir[PATH_MAX];
 /* Sealed at the production cost once, in main, for the loader tests. */
@@ -74,15 +74,21 @@ static void scrypt_matches_rfc7914(void **state)
         struct seal_cost cost;
         const char *hex;
     } v[] = {
-        { "", "", { 16, 1, 1 },
-          "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442"
-          "fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906" },
-        { "password", "NaCl", { 1024, 8, 16 },
-          "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162"
-          "2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640" },
-        { "pleaseletmein", "SodiumChloride", { 16384, 8, 1 },
-          "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2"
-          "d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887" },
+        {"",
+         "",
+         {16, 1, 1},
+         "77d6576238657b203b19ca42c18a0497f16b4844e3074ae8dfdffa3fede21442"
+         "fcd0069ded0948f8326a753a0fc81f17e8d3e0fb2e0d3628cf35e20c38d18906"},
+        {"password",
+         "NaCl",
+         {1024, 8, 16},
+         "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162"
+         "2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"},
+        {"pleaseletmein",
+         "SodiumChloride",
+         {16384, 8, 1},
+         "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2"
+         "d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887"},
     };
     for (size_t i = 0; i < PG_ARRAY_LEN(v); i++) {
         uint8_t want[64], got[64];
@@ -93,7 +99,7 @@ static void scrypt_matches_rfc7914(void **state)
         assert_memory_equal(got, want, sizeof(want));
     }
     /* N must be a power of two: a refused cost is an error, not a key. */
-    const struct seal_cost bad = { 1000, 8, 1 };
+    const struct seal_cost bad = {1000, 8, 1};
     uint8_t key[SEAL_KEY_LEN];
     assert_int_equal(seal_kdf(PG_SLICE("x"), (const uint8_t *)"salt", 4, &bad, key, sizeof(key)),
                      PG_ECRYPTO);
@@ -107,18 +113,18 @@ static void gcm_matches_the_spec_vectors(void **state)
     static const struct {
         const char *key, *iv, *aad, *pt, *ct, *tag;
     } v[] = {
-        { "0000000000000000000000000000000000000000000000000000000000000000",
-          "000000000000000000000000", "", "", "", "530f8afbc74536b9a963b4f1c4cb738b" },
-        { "0000000000000000000000000000000000000000000000000000000000000000",
-          "000000000000000000000000", "", "00000000000000000000000000000000",
-          "cea7403d4d606b6e074ec5d3baf39d18", "d0d1c8a799996bf0265b98b5d48ab919" },
-        { "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
-          "cafebabefacedbaddecaf888", "feedfacedeadbeeffeedfacedeadbeefabaddad2",
-          "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
-          "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
-          "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
-          "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
-          "76fc6ece0f4e1768cddf8853bb2d551b" },
+        {"0000000000000000000000000000000000000000000000000000000000000000",
+         "000000000000000000000000", "", "", "", "530f8afbc74536b9a963b4f1c4cb738b"},
+        {"0000000000000000000000000000000000000000000000000000000000000000",
+         "000000000000000000000000", "", "00000000000000000000000000000000",
+         "cea7403d4d606b6e074ec5d3baf39d18", "d0d1c8a799996bf0265b98b5d48ab919"},
+        {"feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+         "cafebabefacedbaddecaf888", "feedfacedeadbeeffeedfacedeadbeefabaddad2",
+         "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+         "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+         "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+         "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
+         "76fc6ece0f4e1768cddf8853bb2d551b"},
     };
     for (size_t i = 0; i < PG_ARRAY_LEN(v); i++) {
         uint8_t key[32], iv[12], aad[32], pt[64], ct[64], tag[16];
@@ -164,17 +170,16 @@ static void base64url_decodes_strictly(void **state)
     assert_memory_equal(out, "\xfb\xff\xbf", 3);
 
     static const char *const bad[] = {
-        "A",          /* 6 bits: not a byte */
-        "AAAAA",      /* same, after a whole group */
-        "AB",         /* bits set past the last byte */
-        "AAB",        /* same, two bytes */
-        "AA==",       /* padding */
-        "AA+A",       /* base64, not base64url */
-        "AA/A", "AA A", "AA\nA", "AA.A",
+        "A",     /* 6 bits: not a byte */
+        "AAAAA", /* same, after a whole group */
+        "AB",    /* bits set past the last byte */
+        "AAB",   /* same, two bytes */
+        "AA==",  /* padding */
+        "AA+A",  /* base64, not base64url */
+        "AA/A",  "AA A", "AA\nA", "AA.A",
     };
     for (size_t i = 0; i < PG_ARRAY_LEN(bad); i++)
-        assert_int_equal(pg_base64url_decode(pg_slice_cstr(bad[i]), out, sizeof(out)),
-                         PG_EPARSE);
+        assert_int_equal(pg_base64url_decode(pg_slice_cstr(bad[i]), out, sizeof(out)), PG_EPARSE);
     assert_int_equal(pg_base64url_decode(PG_SLICE("AAAAAA"), out, 3), PG_ETOOBIG);
     assert_int_equal(pg_base64url_decode(PG_SLICE("AAAAAA"), out, 4), 4);
 }
@@ -195,13 +200,12 @@ static void seal_uses_the_v1_format_and_cost(void **state)
     assert_int_equal(decode(sealed, raw, sizeof(raw)), PG_SEAL_OVERHEAD + len);
 
     /* By hand: salt | nonce | ciphertext | tag, key = scrypt(2^17, 8, 1). */
-    assert_int_equal(seal_kdf(PG_SLICE(PASS), raw, PG_SEAL_SALT_LEN, &seal_cost_v1, key,
-                              sizeof(key)),
-                     0);
+    assert_int_equal(
+        seal_kdf(PG_SLICE(PASS), raw, PG_SEAL_SALT_LEN, &seal_cost_v1, key, sizeof(key)), 0);
     const uint8_t *ct = raw + PG_SEAL_SALT_LEN + PG_SEAL_NONCE_LEN;
-    assert_int_equal(seal_gcm_decrypt(key, raw + PG_SEAL_SALT_LEN, PG_SLICE(RAIL_AAD), ct, len,
-                                      ct + len, pt),
-                     0);
+    assert_int_equal(
+        seal_gcm_decrypt(key, raw + PG_SEAL_SALT_LEN, PG_SLICE(RAIL_AAD), ct, len, ct + len, pt),
+        0);
     assert_memory_equal(pt, RAIL_KEY, len);
 
     assert_int_equal(pg_unseal(PG_SLICE(PASS), PG_SLICE(RAIL_AAD), pg_slice_cstr(sealed), out,
@@ -222,15 +226,15 @@ static void round_trip_at_every_size(void **state)
     static char pt[PG_SEAL_MAX_PLAINTEXT + 1];
     static char sealed[PG_SEAL_TEXT_BUF + 8], again[PG_SEAL_TEXT_BUF];
     static char out[PG_SEAL_MAX_PLAINTEXT + 1];
-    const size_t sizes[] = { 0, 1, 2, 3, 35, 107, PG_SEAL_MAX_PLAINTEXT };
+    const size_t sizes[] = {0, 1, 2, 3, 35, 107, PG_SEAL_MAX_PLAINTEXT};
     size_t outlen;
 
     for (size_t i = 0; i < sizeof(pt); i++)
         pt[i] = (char)(i % 251); /* NUL included: the crypto takes any bytes */
     for (size_t i = 0; i < PG_ARRAY_LEN(sizes); i++) {
         struct pg_slice p = pg_slice_of(pt, sizes[i]);
-        int n = seal_with_cost(&cheap, PG_SLICE(PASS), PG_SLICE(HOOK_AAD), p, sealed,
-                               sizeof(sealed));
+        int n =
+            seal_with_cost(&cheap, PG_SLICE(PASS), PG_SLICE(HOOK_AAD), p, sealed, sizeof(sealed));
         assert_int_equal(n, PG_SEAL_TEXT_LEN(sizes[i]));
         assert_int_equal(pg_seal_check(pg_slice_cstr(sealed)), 0);
         memset(out, 'x', sizeof(out));
@@ -242,8 +246,8 @@ static void round_trip_at_every_size(void **state)
         assert_int_equal(out[sizes[i]], '\0');
     }
     /* Fresh salt and nonce every time. */
-    assert_true(seal_with_cost(&cheap, PG_SLICE(PASS), PG_SLICE(HOOK_AAD), PG_SLICE("same"),
-                               sealed, sizeof(sealed)) > 0);
+    assert_true(seal_with_cost(&cheap, PG_SLICE(PASS), PG_SLICE(HOOK_AAD), PG_SLICE("same"), sealed,
+                               sizeof(sealed)) > 0);
     assert_true(seal_with_cost(&cheap, PG_SLICE(PASS), PG_SLICE(HOOK_AAD), PG_SLICE("same"), again,
                                sizeof(again)) > 0);
     assert_string_not_equal(sealed, again);
@@ -307,14 +311,14 @@ static void tampering_anywhere_fails_auth(void **state)
         const char *what;
         size_t at;
     } spots[] = {
-        { "salt", 0 },
-        { "salt end", PG_SEAL_SALT_LEN - 1 },
-        { "nonce", PG_SEAL_SALT_LEN },
-        { "nonce end", PG_SEAL_SALT_LEN + PG_SEAL_NONCE_LEN - 1 },
-        { "ciphertext", PG_SEAL_SALT_LEN + PG_SEAL_NONCE_LEN },
-        { "ciphertext end", PG_SEAL_SALT_LEN + PG_SEAL_NONCE_LEN + len - 1 },
-        { "tag", PG_SEAL_SALT_LEN + PG_SEAL_NONCE_LEN + len },
-        { "tag end", PG_SEAL_OVERHEAD + len - 1 },
+        {"salt", 0},
+        {"salt end", PG_SEAL_SALT_LEN - 1},
+        {"nonce", PG_SEAL_SALT_LEN},
+        {"nonce end", PG_SEAL_SALT_LEN + PG_SEAL_NONCE_LEN - 1},
+        {"ciphertext", PG_SEAL_SALT_LEN + PG_SEAL_NONCE_LEN},
+        {"ciphertext end", PG_SEAL_SALT_LEN + PG_SEAL_NONCE_LEN + len - 1},
+        {"tag", PG_SEAL_SALT_LEN + PG_SEAL_NONCE_LEN + len},
+        {"tag end", PG_SEAL_OVERHEAD + len - 1},
     };
 
     assert_true(seal_with_cost(&cheap, PG_SLICE(PASS), PG_SLICE(RAIL_AAD), PG_SLICE(RAIL_KEY),
@@ -346,8 +350,8 @@ static void a_value_moved_to_another_key_fails_auth(void **state)
     char sealed[PG_SEAL_TEXT_BUF];
     assert_true(seal_with_cost(&cheap, PG_SLICE(PASS), PG_SLICE(HOOK_AAD), PG_SLICE(HOOK_KEY),
                                sealed, sizeof(sealed)) > 0);
-    const char *elsewhere[] = { "webhooks[1].secret", "rails.stripe.secret", "webhooks[0].secre",
-                                "webhooks[0].secret ", "WEBHOOKS[0].SECRET", "" };
+    const char *elsewhere[] = {"webhooks[1].secret",  "rails.stripe.secret", "webhooks[0].secre",
+                               "webhooks[0].secret ", "WEBHOOKS[0].SECRET",  ""};
     for (size_t i = 0; i < PG_ARRAY_LEN(elsewhere); i++)
         assert_int_equal(open_cheap(PASS, elsewhere[i], sealed, HOOK_KEY), PG_EAUTH);
     assert_int_equal(open_cheap(PASS, HOOK_AAD, sealed, HOOK_KEY), 0);
@@ -363,8 +367,13 @@ static void malformed_values_fail_to_parse(void **state)
     decode(sealed, raw, sizeof(raw));
     const char *b64 = sealed + strlen(PG_SEAL_PREFIX);
 
-    const char *parse[] = { "", "sealed:v1:", "sealed:v1", "sealed:v2:AAAA", "env:STRIPE_KEY",
-                            "SEALED:V1:AAAA", "sealed:v1:AAAA" };
+    const char *parse[] = {"",
+                           "sealed:v1:",
+                           "sealed:v1",
+                           "sealed:v2:AAAA",
+                           "env:STRIPE_KEY",
+                           "SEALED:V1:AAAA",
+                           "sealed:v1:AAAA"};
     for (size_t i = 0; i < PG_ARRAY_LEN(parse); i++) {
         assert_int_equal(open_cheap(PASS, RAIL_AAD, parse[i], RAIL_KEY), PG_EPARSE);
         assert_int_equal(pg_seal_check(pg_slice_cstr(parse[i])), PG_EPARSE);
@@ -373,7 +382,7 @@ static void malformed_values_fail_to_parse(void **state)
     encode(raw, PG_SEAL_OVERHEAD - 1, bad, sizeof(bad));
     assert_int_equal(open_cheap(PASS, RAIL_AAD, bad, RAIL_KEY), PG_EPARSE);
     /* Characters outside base64url, padding, a dangling character. */
-    const char *edits[] = { "+", "/", "=", " ", "\n", "." };
+    const char *edits[] = {"+", "/", "=", " ", "\n", "."};
     for (size_t i = 0; i < PG_ARRAY_LEN(edits); i++) {
         snprintf(bad, sizeof(bad), "%s", sealed);
         bad[strlen(PG_SEAL_PREFIX) + 5] = edits[i][0];
@@ -464,7 +473,7 @@ static void expect_errors(const char *yaml, const char *const *want, size_t n)
 
 #define EXPECT_ERRORS(yaml, ...)                                                                   \
     do {                                                                                           \
-        static const char *const want_[] = { __VA_ARGS__ };                                        \
+        static const char *const want_[] = {__VA_ARGS__};                                          \
         expect_errors((yaml), want_, PG_ARRAY_LEN(want_));                                         \
     } while (0)
 
@@ -510,10 +519,10 @@ static void config_names_a_missing_master_key(void **state)
     /* master_key_env names the variable, wherever it sits in the file. */
     assert_int_equal(setenv("PAYGUARD_MASTER_KEY", PASS, 1), 0);
     assert_int_equal(unsetenv("PG_TEST_MASTER"), 0);
-    EXPECT_ERRORS(config_text("master_key_env: PG_TEST_MASTER", sealed_rail,
-                              "env:PG_TEST_HOOK_KEY"),
-                  "payguard.yaml:4:13: rails.stripe.secret is sealed but PG_TEST_MASTER is not "
-                  "set");
+    EXPECT_ERRORS(
+        config_text("master_key_env: PG_TEST_MASTER", sealed_rail, "env:PG_TEST_HOOK_KEY"),
+        "payguard.yaml:4:13: rails.stripe.secret is sealed but PG_TEST_MASTER is not "
+        "set");
     char yaml[4 * PG_SEAL_TEXT_BUF];
     int len = snprintf(yaml, sizeof(yaml), "%smaster_key_env: PG_TEST_MASTER\n",
                        config_text("", sealed_rail, "env:PG_TEST_HOOK_KEY"));
@@ -629,8 +638,8 @@ static int run_seal(const char *input, char *out, size_t outcap, const char *con
 }
 
 #define RUN_SEAL(input, out, ...)                                                                  \
-    run_seal((input), (out), sizeof(out), (const char *const[]){ __VA_ARGS__ },                   \
-             PG_ARRAY_LEN(((const char *const[]){ __VA_ARGS__ })))
+    run_seal((input), (out), sizeof(out), (const char *const[]){__VA_ARGS__},                      \
+             PG_ARRAY_LEN(((const char *const[]){__VA_ARGS__})))
 
 static void cli_seals_what_the_loader_opens(void **state)
 {
