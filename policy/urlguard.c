@@ -481,8 +481,8 @@ static bool refuse(struct pg_url_result *r, const char *reason)
 static bool local_name(const char *h, size_t n)
 {
     static const struct pg_slice names[] = {
-        PG_SLICE_INIT("localhost"),   PG_SLICE_INIT("local"),    PG_SLICE_INIT("localdomain"),
-        PG_SLICE_INIT("internal"),    PG_SLICE_INIT("home.arpa"),
+        PG_SLICE_INIT("localhost"), PG_SLICE_INIT("local"),     PG_SLICE_INIT("localdomain"),
+        PG_SLICE_INIT("internal"),  PG_SLICE_INIT("home.arpa"),
     };
     for (size_t i = 0; i < PG_ARRAY_LEN(names); i++) {
         size_t k = names[i].len;

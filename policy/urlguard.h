@@ -20,8 +20,8 @@
 
 #include "common/pg.h"
 
-#define PG_URL_MAX 4096          /* longer URLs are refused */
-#define PG_URL_HOST_MAX 253      /* a DNS name without its trailing dot */
+#define PG_URL_MAX 4096     /* longer URLs are refused */
+#define PG_URL_HOST_MAX 253 /* a DNS name without its trailing dot */
 #define PG_URLGUARD_MAX_PORTS 16
 #define PG_URLGUARD_MAX_CIDRS 32 /* per list (deny, allow) */
 
@@ -69,8 +69,7 @@ PG_WUR int pg_urlguard_add_port(struct pg_urlguard_opts *o, uint32_t port);
 
 /* Add a block to the deny or allow list. 0, PG_EPARSE (with *why as for
  * pg_cidr_parse) or PG_ETOOBIG (with *why) when the list is full. */
-PG_WUR int pg_urlguard_add_deny(struct pg_urlguard_opts *o, struct pg_slice cidr,
-                                const char **why);
+PG_WUR int pg_urlguard_add_deny(struct pg_urlguard_opts *o, struct pg_slice cidr, const char **why);
 PG_WUR int pg_urlguard_add_allow(struct pg_urlguard_opts *o, struct pg_slice cidr,
                                  const char **why);
 

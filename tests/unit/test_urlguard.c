@@ -42,16 +42,22 @@ static int setup_opts(void **state)
 
 struct url_case {
     const char *url;
-    size_t len;           /* 0: strlen(url) */
+    size_t len; /* 0: strlen(url) */
     enum opts_id o;
-    const char *reason;   /* NULL: the URL passes */
-    const char *expect;   /* ok: the host; refused: a prefix of why (or NULL) */
-    unsigned port;        /* ok: the port */
+    const char *reason; /* NULL: the URL passes */
+    const char *expect; /* ok: the host; refused: a prefix of why (or NULL) */
+    unsigned port;      /* ok: the port */
     enum pg_url_host_kind kind;
 };
 
-#define OK(u, o, host, port, kind) {u, 0, o, NULL, host, port, kind}
-#define NO(u, o, reason, why) {u, 0, o, reason, why, 0, PG_URL_HOST_NAME}
+#define OK(u, o, host, port, kind)                                                                 \
+    {                                                                                              \
+        u, 0, o, NULL, host, port, kind                                                            \
+    }
+#define NO(u, o, reason, why)                                                                      \
+    {                                                                                              \
+        u, 0, o, reason, why, 0, PG_URL_HOST_NAME                                                  \
+    }
 
 #define R_SCHEME "scheme must be https"
 #define R_USERINFO "userinfo is not allowed"
@@ -75,18 +81,15 @@ static const struct url_case url_cases[] = {
     OK("https://example.com./x", O_DEFAULT, "example.com", 443, PG_URL_HOST_NAME),
     OK("https://example.com?a=1&b=2", O_DEFAULT, "example.com", 443, PG_URL_HOST_NAME),
     OK("https://example.com/a@b", O_DEFAULT, "example.com", 443, PG_URL_HOST_NAME),
-    OK("https://xn--bcher-kva.example/", O_DEFAULT, "xn--bcher-kva.example", 443,
-       PG_URL_HOST_NAME),
+    OK("https://xn--bcher-kva.example/", O_DEFAULT, "xn--bcher-kva.example", 443, PG_URL_HOST_NAME),
     OK("https://0x7f.example.com/", O_DEFAULT, "0x7f.example.com", 443, PG_URL_HOST_NAME),
     OK("https://8.8.8.8/", O_DEFAULT, "8.8.8.8", 443, PG_URL_HOST_IPV4),
     OK("https://1.1.1.1:443/", O_DEFAULT, "1.1.1.1", 443, PG_URL_HOST_IPV4),
-    OK("https://[2606:4700:4700::1111]/", O_DEFAULT, "2606:4700:4700::1111", 443,
-       PG_URL_HOST_IPV6),
+    OK("https://[2606:4700:4700::1111]/", O_DEFAULT, "2606:4700:4700::1111", 443, PG_URL_HOST_IPV6),
     OK("https://[2606:4700:4700::ABCD]:443", O_DEFAULT, "2606:4700:4700::abcd", 443,
        PG_URL_HOST_IPV6),
     OK("https://hooks.example.com:8443/x", O_PORTS, "hooks.example.com", 8443, PG_URL_HOST_NAME),
-    OK("https://hooks.example.com:65535/x", O_PORTS, "hooks.example.com", 65535,
-       PG_URL_HOST_NAME),
+    OK("https://hooks.example.com:65535/x", O_PORTS, "hooks.example.com", 65535, PG_URL_HOST_NAME),
     /* the escape hatch: loopback opened by an allow block */
     OK("https://127.0.0.1:8443/hook", O_ALLOW, "127.0.0.1", 8443, PG_URL_HOST_IPV4),
     OK("https://[::1]:8443/hook", O_ALLOW, "::1", 8443, PG_URL_HOST_IPV6),
@@ -119,7 +122,9 @@ static const struct url_case url_cases[] = {
     /* non-ASCII, percent-encoding, other characters */
     NO("https://g\xc3\xb6od.com/", O_DEFAULT, R_ASCII, NULL),
     NO("https://good.com/\xc3\xbc", O_DEFAULT, R_ASCII, NULL),
-    NO("https://xn--gd-fka.com\xef\xbc\x8e" "evil.com/", O_DEFAULT, R_ASCII, NULL),
+    NO("https://xn--gd-fka.com\xef\xbc\x8e"
+       "evil.com/",
+       O_DEFAULT, R_ASCII, NULL),
     NO("https://%65vil.com/", O_DEFAULT, R_PERCENT, NULL),
     NO("https://good.com%2eevil.com/", O_DEFAULT, R_PERCENT, NULL),
     NO("https://good.com:%34%34%33/", O_DEFAULT, R_PERCENT, NULL),
@@ -203,7 +208,8 @@ static const struct url_case url_cases[] = {
     NO("https://localhost:8443/", O_ALLOW, R_LOCAL, NULL),
     NO("https://LocalHost./", O_DEFAULT, R_LOCAL, NULL),
     NO("https://intranet/", O_DEFAULT, "host must be a fully qualified name", NULL),
-    NO("https://api.localhost/", O_DEFAULT, R_LOCAL, "local host names are not allowed: api.localhost"),
+    NO("https://api.localhost/", O_DEFAULT, R_LOCAL,
+       "local host names are not allowed: api.localhost"),
     NO("https://API.LOCALHOST./", O_DEFAULT, R_LOCAL, NULL),
     NO("https://api.localhost:8443/", O_ALLOW, R_LOCAL, NULL),
     NO("https://printer.local/", O_DEFAULT, R_LOCAL, NULL),
@@ -600,10 +606,14 @@ static void cidr_parsing(void **state)
         int family;
         unsigned prefix;
     } good[] = {
-        {"10.0.0.0/8", AF_INET, 8},        {"0.0.0.0/0", AF_INET, 0},
-        {"127.0.0.1", AF_INET, 32},        {"192.168.1.128/25", AF_INET, 25},
-        {"2001:db8::/32", AF_INET6, 32},   {"::/0", AF_INET6, 0},
-        {"::1", AF_INET6, 128},            {"fd00::/8", AF_INET6, 8},
+        {"10.0.0.0/8", AF_INET, 8},
+        {"0.0.0.0/0", AF_INET, 0},
+        {"127.0.0.1", AF_INET, 32},
+        {"192.168.1.128/25", AF_INET, 25},
+        {"2001:db8::/32", AF_INET6, 32},
+        {"::/0", AF_INET6, 0},
+        {"::1", AF_INET6, 128},
+        {"fd00::/8", AF_INET6, 8},
         {"::ffff:10.0.0.0/104", AF_INET6, 104},
     };
     for (size_t i = 0; i < PG_ARRAY_LEN(good); i++) {
@@ -616,10 +626,26 @@ static void cidr_parsing(void **state)
         assert_int_equal(c.prefix, good[i].prefix);
     }
     static const char *bad[] = {
-        "",           "/8",          "10.0.0.0/",    "10.0.0.0/33",  "10.0.0.0/08",
-        "10.0.0.1/8", "10/8",        "10.0.0/24",    "010.0.0.0/8",  "10.0.0.0/8 ",
-        " 10.0.0.0/8", "10.0.0.0/-1", "10.0.0.0/+8", "2001:db8::/129", "2001:db8::1/32",
-        "fe80::%eth0/64", "fe80::/10/1", "example.com/8", "0x0a000000/8", "10.0.0.0/8/8",
+        "",
+        "/8",
+        "10.0.0.0/",
+        "10.0.0.0/33",
+        "10.0.0.0/08",
+        "10.0.0.1/8",
+        "10/8",
+        "10.0.0/24",
+        "010.0.0.0/8",
+        "10.0.0.0/8 ",
+        " 10.0.0.0/8",
+        "10.0.0.0/-1",
+        "10.0.0.0/+8",
+        "2001:db8::/129",
+        "2001:db8::1/32",
+        "fe80::%eth0/64",
+        "fe80::/10/1",
+        "example.com/8",
+        "0x0a000000/8",
+        "10.0.0.0/8/8",
         "::1/0128",
     };
     for (size_t i = 0; i < PG_ARRAY_LEN(bad); i++) {
