@@ -265,9 +265,16 @@ static void load_secret(struct cfg_loader *ld, const yaml_node_t *n, const char 
         *ref = cfg_dup(ld, s);
         if (ld->resolve) {
             const char *v = getenv(s + 4);
+            bool ctl = false;
+            for (const char *q = v; q && *q && !ctl; q++)
+                ctl = (unsigned char)*q < 0x20 || *q == 0x7f;
             if (!v || !*v)
                 cfg_report(ld, n, "%s: environment variable %s is %s", path, s + 4,
                            v ? "empty" : "not set");
+            else if (ctl)
+                /* It would be written into a header: CR or LF could inject one. */
+                cfg_report(ld, n, "%s: environment variable %s holds a control character (a stray newline?)",
+                           path, s + 4);
             else
                 *secret = cfg_dup(ld, v);
         }
