@@ -148,6 +148,8 @@ struct server {
     uint32_t auth_inflight;        /* bcrypt checks queued in the thread pool */
     struct pg_ledger *ledger;
     bool draining;
+    bool reloading;                /* a reload is being built in the thread pool */
+    bool reload_again;             /* SIGHUP arrived meanwhile: load once more after */
     int exit_code;
     FILE *log;
     char *config_path;

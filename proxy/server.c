@@ -923,31 +923,86 @@ static void log_config_errors(FILE *log, const char *msg, struct pg_config_error
         log_event(log, "error", msg, "error", errs->msgs[i], NULL, NULL);
 }
 
+/* A reload parses, unseals (scrypt) and builds TLS contexts: seconds of
+ * work that must not stall the loop, so it runs in the thread pool and only
+ * the swap happens on the loop thread. */
+struct reload_work {
+    uv_work_t req;
+    struct server *srv;
+    struct pg_config *cfg;
+    struct pg_config_errors errs;
+    struct runtime *rt;
+    char err[512];
+};
+
+static void reload_work_cb(uv_work_t *req)
+{
+    struct reload_work *w = CONTAINER_OF(req, struct reload_work, req);
+    if (pg_config_load(w->srv->config_path, true, &w->cfg, &w->errs) != 0)
+        return;
+    w->rt = runtime_new(w->srv, w->cfg, w->err, sizeof(w->err));
+    if (!w->rt) {
+        pg_config_free(w->cfg);
+        w->cfg = NULL;
+    }
+}
+
+static void start_reload(struct server *srv);
+
+static void reload_after_cb(uv_work_t *req, int status)
+{
+    struct reload_work *w = CONTAINER_OF(req, struct reload_work, req);
+    struct server *srv = w->srv;
+    srv->reloading = false;
+    if (status != 0 || !w->rt) {
+        if (w->errs.count)
+            log_config_errors(srv->log, "config reload failed; still serving the previous config",
+                              &w->errs);
+        else
+            log_event(srv->log, "error", "config reload failed; still serving the previous config",
+                      "error", w->err[0] ? w->err : "cancelled", NULL, NULL);
+    } else if (srv->draining) {
+        runtime_release(w->rt);
+    } else {
+        struct runtime *old = srv->rt;
+        srv->rt = w->rt;
+        old->retired = true;
+        pg_auth_limiter_set_limit(srv->limiter, w->cfg->limits.auth_failures);
+        runtime_release(old);
+        log_event(srv->log, "info", "config reloaded", "path", srv->config_path, NULL, NULL);
+    }
+    pg_config_errors_free(&w->errs);
+    free(w);
+    if (srv->reload_again && !srv->draining) {
+        srv->reload_again = false;
+        start_reload(srv);
+    }
+}
+
+static void start_reload(struct server *srv)
+{
+    if (srv->reloading) {
+        srv->reload_again = true; /* the file may have changed after that load began */
+        return;
+    }
+    struct reload_work *w = calloc(1, sizeof(*w));
+    if (!w) {
+        log_event(srv->log, "error", "config reload failed: out of memory", NULL, NULL, NULL, NULL);
+        return;
+    }
+    w->srv = srv;
+    srv->reloading = true;
+    if (uv_queue_work(srv->loop, &w->req, reload_work_cb, reload_after_cb) != 0) {
+        srv->reloading = false;
+        free(w);
+        log_event(srv->log, "error", "config reload failed: cannot queue it", NULL, NULL, NULL, NULL);
+    }
+}
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
-    struct server *srv = s->data;
-    struct pg_config *cfg = NULL;
-    struct pg_config_errors errs = { 0 };
-    char err[512];
     PG_UNUSED(signum);
-    if (pg_config_load(srv->config_path, true, &cfg, &errs) != 0) {
-        log_config_errors(srv->log, "config reload failed; still serving the previous config", &errs);
-        pg_config_errors_free(&errs);
-        return;
-    }
-    struct runtime *rt = runtime_new(srv, cfg, err, sizeof(err));
-    if (!rt) {
-        log_event(srv->log, "error", "config reload failed; still serving the previous config",
-                  "error", err, NULL, NULL);
-        pg_config_free(cfg);
-        return;
-    }
-    struct runtime *old = srv->rt;
-    srv->rt = rt;
-    old->retired = true;
-    pg_auth_limiter_set_limit(srv->limiter, cfg->limits.auth_failures);
-    runtime_release(old);
-    log_event(srv->log, "info", "config reloaded", "path", srv->config_path, NULL, NULL);
+    start_reload(s->data);
 }
 
 int pg_proxy_run(const char *config_path)
