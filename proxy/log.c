@@ -2,6 +2,7 @@
  * event lines for the lifecycle. Paths are logged without their query string
  * and nothing from Authorization is ever written. */
 #include "common/pg.h"
+#include "policy/pan.h"
 #include "proxy/proxy_int.h"
 
 #include <stdio.h>
@@ -123,7 +124,11 @@ void log_request(struct conn *c)
     if (target.len) { /* llhttp parsed this request's method and target */
         const char *m = pg_reqparser_method(&c->parser);
         put_kv_str(&l, "method", m, strlen(m));
-        put_kv_str(&l, "path", target.ptr, plen);
+        /* a card number in a path never reaches the log */
+        char masked[512];
+        size_t n = plen < sizeof(masked) ? plen : sizeof(masked);
+        if (pg_pan_mask(target.ptr, n, masked, sizeof(masked)) >= 0)
+            put_kv_str(&l, "path", masked, n);
     }
     if (c->rail)
         put_kv_str(&l, "rail", c->rail->name, strlen(c->rail->name));

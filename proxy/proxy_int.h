@@ -94,6 +94,7 @@ struct conn {
     bool read_stopped;
     bool auth_pending;             /* bcrypt work holds a pointer to us */
     bool ledger_pending;           /* a ledger request holds a pointer to us */
+    bool url_pending;              /* a URL check holds a pointer to us */
     bool timer_closed;
     bool tcp_closed;
     /* the request in progress */
@@ -204,6 +205,10 @@ void money_abandon(struct conn *c);
 /* Any request with an Idempotency-Key: the rail gets the agent's derived key.
  * 0, PG_EPARSE for a malformed key, or PG_ECRYPTO. */
 int money_rail_key(struct conn *c);
+
+/* urlcheck.c: URLs the rail would call back; `next` continues when all are
+ * safe, else the request is denied (403 payguard_unsafe_url, audited). */
+void urlcheck_start(struct conn *c, void (*next)(struct conn *c));
 
 /* admin.c */
 void admin_handle(struct conn *c);

@@ -4,6 +4,7 @@
  * SIGHUP, drain on SIGTERM/SIGINT. Loop thread only. */
 #include "common/pg.h"
 #include "proxy/proxy.h"
+#include "policy/pan.h"
 #include "proxy/proxy_int.h"
 
 #include <errno.h>
@@ -124,7 +125,7 @@ void verdict_ctx_free(struct verdict_ctx *vc)
 void conn_free_if_closed(struct conn *c)
 {
     if (!c->tcp_closed || !c->timer_closed || c->writes_in_flight || c->auth_pending ||
-        c->ledger_pending)
+        c->ledger_pending || c->url_pending)
         return;
     verdict_ctx_free(c->vc);
     pg_reqparser_free(&c->parser);
@@ -419,6 +420,26 @@ void fail_closed(struct conn *c, const char *why)
                     0);
 }
 
+static void decided(struct conn *c);
+
+/* Where in the request a raw card number sits ("body", "query or path",
+ * "header NAME"), or NULL. Every byte the agent sent is scanned. */
+static const char *find_card_number(const struct pg_msg *m)
+{
+    struct pg_pan_match pm;
+    struct pg_slice t = pg_msg_target(m);
+    if (pg_pan_find(t.ptr, t.len, &pm))
+        return "path or query";
+    if (m->body.len && pg_pan_find(m->body.p, m->body.len, &pm))
+        return "body";
+    for (uint32_t i = 0; i < m->nhdrs; i++) {
+        struct pg_slice v = pg_msg_value(m, i);
+        if (v.len && pg_pan_find(v.ptr, v.len, &pm))
+            return "headers";
+    }
+    return NULL;
+}
+
 /* Classifies the request with the rail's route table and runs the policy.
  * Only an ALLOW reaches the rail. */
 static void decide(struct conn *c)
@@ -434,6 +455,19 @@ static void decide(struct conn *c)
     }
     struct pg_intent *in = &c->vc->intent;
     struct pg_decision *d = &c->vc->decision;
+    const char *where = find_card_number(m);
+    if (where) {
+        /* Before anything is classified, logged in detail or recorded. */
+        d->verdict = PG_VERDICT_DENY;
+        d->status = 403;
+        d->reason = "raw_card_data";
+        snprintf(d->message, sizeof(d->message),
+                 "Denied: the request carries a raw card number (in the %s). Agents must never handle card numbers: use a payment method token (pm_...) created by the customer-facing flow.",
+                 where);
+        const struct pg_org *org = pg_config_org(cfg, pg_slice_cstr(c->agent->org));
+        money_record_denial(c, org, (int64_t)(now_ms_wall() / 1000));
+        return;
+    }
     int ct = pg_msg_find(m, PG_SLICE("Content-Type"));
     struct pg_slice ctype = ct >= 0 ? pg_msg_value(m, (uint32_t)ct) : PG_SLICE_NULL;
     int rc = pg_rail_classify(rt->routes[ri], pg_slice_cstr(pg_reqparser_method(&c->parser)),
@@ -474,7 +508,6 @@ static void decide(struct conn *c)
         fail_closed(c, "policy_failed");
         return;
     }
-    bool money = pg_op_moves_money(in->op);
     if (d->verdict == PG_VERDICT_DENY) {
         /* Denials of money and config requests are audited; reads are logged. */
         if (in->op != PG_OP_READ)
@@ -483,8 +516,25 @@ static void decide(struct conn *c)
             send_verdict(c);
         return;
     }
-    if (money) {
-        money_begin(c, org, now, policy);
+    if (in->nurls) {
+        urlcheck_start(c, decided);
+        return;
+    }
+    decided(c);
+}
+
+/* The policy let the request through (and its callback URLs are safe):
+ * money requests go to the ledger, everything else to the rail. */
+static void decided(struct conn *c)
+{
+    struct runtime *rt = c->rt;
+    const struct pg_config *cfg = rt->cfg;
+    size_t ai = (size_t)(c->agent - cfg->agents);
+    struct pg_intent *in = &c->vc->intent;
+    struct pg_decision *d = &c->vc->decision;
+    if (pg_op_moves_money(in->op)) {
+        const struct pg_org *org = pg_config_org(cfg, pg_slice_cstr(c->agent->org));
+        money_begin(c, org, (int64_t)(now_ms_wall() / 1000), rt->policies[ai]);
         return;
     }
     int kr = money_rail_key(c);
