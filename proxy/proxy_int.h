@@ -88,6 +88,9 @@ struct conn {
     struct pg_reqparser parser;
     struct pg_buf pending;         /* bytes read past the current request */
     struct pg_buf out;             /* response bytes not yet handed to libuv */
+    SSL *ssl;                      /* agent TLS (listen.tls); NULL for plain */
+    BIO *net_in, *net_out;         /* ciphertext from and to the socket */
+    struct pg_buf tls_out;         /* ciphertext not yet handed to libuv */
     uint32_t writes_in_flight;
     size_t write_queue_bytes;
     bool close_after_write;
@@ -148,6 +151,7 @@ struct server {
     uint32_t nconns;               /* agent connections open */
     uint32_t auth_inflight;        /* bcrypt checks queued in the thread pool */
     struct pg_ledger *ledger;
+    SSL_CTX *agents_tls;           /* listen.tls, built at start-up */
     bool draining;
     bool reloading;                /* a reload is being built in the thread pool */
     bool reload_again;             /* SIGHUP arrived meanwhile: load once more after */

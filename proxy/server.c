@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #define READ_BUF_SIZE 65536
 
@@ -128,6 +130,9 @@ void conn_free_if_closed(struct conn *c)
         c->ledger_pending || c->url_pending)
         return;
     verdict_ctx_free(c->vc);
+    if (c->ssl)
+        SSL_free(c->ssl); /* frees both BIOs */
+    pg_buf_free(&c->tls_out);
     pg_reqparser_free(&c->parser);
     pg_buf_free(&c->pending);
     pg_buf_free(&c->out);
@@ -219,17 +224,18 @@ size_t conn_pending_write_bytes(const struct conn *c)
     return c->write_queue_bytes + c->out.len;
 }
 
-void conn_flush(struct conn *c)
+/* Writes the bytes in `b` to the socket and leaves it empty: at once when
+ * the socket takes them (the buffer is kept for reuse: no allocation, no
+ * re-arming), else through a queued uv_write that owns them. */
+static void write_raw(struct conn *c, struct pg_buf *b)
 {
-    if (c->state == CONN_CLOSING || c->out.len == 0)
+    if (b->len == 0)
         return;
-    /* Most answers fit the socket buffer: write them now and keep the
-     * buffer for the next answer, with no allocation and no re-arming. */
     if (c->writes_in_flight == 0) {
-        uv_buf_t now = uv_buf_init(c->out.p, (unsigned)c->out.len);
+        uv_buf_t now = uv_buf_init(b->p, (unsigned)b->len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
-        if (n == (int)c->out.len) {
-            c->out.len = 0;
+        if (n == (int)b->len) {
+            b->len = 0;
             return;
         }
         if (n < 0 && n != UV_EAGAIN) {
@@ -237,8 +243,8 @@ void conn_flush(struct conn *c)
             return;
         }
         if (n > 0) {
-            memmove(c->out.p, c->out.p + n, c->out.len - (size_t)n);
-            c->out.len -= (size_t)n;
+            memmove(b->p, b->p + n, b->len - (size_t)n);
+            b->len -= (size_t)n;
         }
     }
     struct write_req *w = malloc(sizeof(*w));
@@ -247,9 +253,9 @@ void conn_flush(struct conn *c)
         return;
     }
     w->conn = c;
-    w->data = pg_buf_take(&c->out, &w->len);
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+    w->data = pg_buf_take(b, &w->len);
+    uv_buf_t ub = uv_buf_init(w->data, (unsigned)w->len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, on_write) != 0) {
         free(w->data);
         free(w);
         conn_close(c);
@@ -257,6 +263,40 @@ void conn_flush(struct conn *c)
     }
     c->writes_in_flight++;
     c->write_queue_bytes += w->len;
+}
+
+/* Moves what TLS produced (records, handshake) to the socket. */
+static void tls_flush(struct conn *c)
+{
+    size_t pending = BIO_ctrl_pending(c->net_out);
+    if (pending == 0)
+        return;
+    if (pg_buf_reserve(&c->tls_out, pending) != 0) {
+        conn_close(c);
+        return;
+    }
+    int n = BIO_read(c->net_out, c->tls_out.p + c->tls_out.len, (int)pending);
+    if (n > 0)
+        c->tls_out.len += (size_t)n;
+    write_raw(c, &c->tls_out);
+}
+
+void conn_flush(struct conn *c)
+{
+    if (c->state == CONN_CLOSING || c->out.len == 0)
+        return;
+    if (!c->ssl) {
+        write_raw(c, &c->out);
+        return;
+    }
+    int n = SSL_write(c->ssl, c->out.p, (int)c->out.len);
+    if (n != (int)c->out.len) { /* memory BIOs take everything: this is a real failure */
+        ERR_clear_error();
+        conn_close(c);
+        return;
+    }
+    c->out.len = 0;
+    tls_flush(c);
 }
 
 /* --- timers ----------------------------------------------------------- */
@@ -793,6 +833,67 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(read_buf, sizeof(read_buf));
 }
 
+/* Plaintext from the agent: parsed now, or kept behind a request in
+ * progress (pipelining) with reading paused. */
+static void deliver(struct conn *c, const char *data, size_t len)
+{
+    if (c->state != CONN_READING || c->close_after_write) {
+        if (pg_buf_append(&c->pending, data, len) != 0) {
+            conn_close(c);
+            return;
+        }
+        if (!c->read_stopped) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->read_stopped = true;
+        }
+        return;
+    }
+    process_input(c, data, len);
+}
+
+static char tls_plain[READ_BUF_SIZE];
+
+static void tls_read(struct conn *c, const char *data, size_t len)
+{
+    if (BIO_write(c->net_in, data, (int)len) != (int)len) {
+        conn_close(c);
+        return;
+    }
+    if (!SSL_is_init_finished(c->ssl)) {
+        int r = SSL_do_handshake(c->ssl);
+        tls_flush(c);
+        if (c->state == CONN_CLOSING)
+            return;
+        if (r != 1) {
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                return;
+            char why[256];
+            ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+            ERR_clear_error();
+            log_event(c->srv->log, "warn", "agent TLS handshake failed", "error", why, NULL, NULL);
+            conn_close(c);
+            return;
+        }
+    }
+    for (;;) {
+        int n = SSL_read(c->ssl, tls_plain, (int)sizeof(tls_plain));
+        if (n > 0) {
+            deliver(c, tls_plain, (size_t)n);
+            if (c->state == CONN_CLOSING)
+                return;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        tls_flush(c);
+        if (e == SSL_ERROR_WANT_READ || c->state == CONN_CLOSING)
+            return;
+        ERR_clear_error();
+        conn_close(c); /* close_notify or a TLS error */
+        return;
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
@@ -804,17 +905,29 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    if (c->state != CONN_READING || c->close_after_write) {
-        /* Pipelined bytes behind a request in progress: keep them, stop reading. */
-        if (pg_buf_append(&c->pending, buf->base, (size_t)nread) != 0) {
-            conn_close(c);
-            return;
-        }
-        uv_read_stop(s);
-        c->read_stopped = true;
-        return;
+    if (c->ssl)
+        tls_read(c, buf->base, (size_t)nread);
+    else
+        deliver(c, buf->base, (size_t)nread);
+}
+
+/* TLS on an agent connection: server side over memory BIOs, like the rail
+ * side. 0 or PG_ENOMEM. */
+static int tls_accept(struct conn *c)
+{
+    c->ssl = SSL_new(c->srv->agents_tls);
+    BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+    if (!c->ssl || !in || !out) {
+        BIO_free(in);
+        BIO_free(out);
+        return PG_ENOMEM;
     }
-    process_input(c, buf->base, (size_t)nread);
+    BIO_set_mem_eof_return(in, -1);
+    SSL_set_bio(c->ssl, in, out);
+    c->net_in = in;
+    c->net_out = out;
+    SSL_set_accept_state(c->ssl);
+    return 0;
 }
 
 static void restart_read(struct conn *c)
@@ -853,6 +966,10 @@ static void accept_conn(uv_stream_t *listener, bool admin)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (!admin && srv->agents_tls && tls_accept(c) != 0) {
+        conn_close(c);
+        return;
+    }
     int plen = sizeof(c->peer);
     uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen);
     if (!admin && srv->nconns > srv->rt->cfg->limits.max_connections) {
@@ -1055,6 +1172,46 @@ static void on_sighup(uv_signal_t *s, int signum)
     start_reload(s->data);
 }
 
+/* The agent listener's TLS (listen.tls): TLS 1.2 or later, and with a
+ * client_ca, mutual TLS: a client certificate signed by it is required. The
+ * context is built once; changing listen.tls needs a restart. */
+static SSL_CTX *agents_tls_ctx(const struct pg_tls_files *t, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *what = "cannot create a TLS context";
+    if (!ctx)
+        goto fail;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    what = "cannot load listen.tls.cert";
+    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1)
+        goto fail;
+    what = "cannot load listen.tls.key";
+    if (SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1)
+        goto fail;
+    what = "listen.tls.key does not match listen.tls.cert";
+    if (SSL_CTX_check_private_key(ctx) != 1)
+        goto fail;
+    if (t->client_ca) {
+        what = "cannot load listen.tls.client_ca";
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->client_ca);
+        if (!names || SSL_CTX_load_verify_locations(ctx, t->client_ca, NULL) != 1) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    return ctx;
+fail:;
+    char why[200];
+    ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+    ERR_clear_error();
+    snprintf(err, errlen, "%s: %s", what, why);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
 int pg_proxy_run(const char *config_path)
 {
     struct server srv;
@@ -1098,6 +1255,10 @@ int pg_proxy_run(const char *config_path)
     srv.limiter = pg_auth_limiter_new(cfg->limits.auth_failures);
     if (!srv.tokens || !srv.limiter)
         goto fail_runtime;
+    if (cfg->agents_tls.cert && !(srv.agents_tls = agents_tls_ctx(&cfg->agents_tls, err, sizeof(err)))) {
+        log_event(srv.log, "error", "cannot set up TLS for agents", "error", err, NULL, NULL);
+        goto fail_runtime;
+    }
     struct pg_ledger_options lopt = { .dir = cfg->data_dir };
     if (pg_ledger_open(&lopt, &srv.ledger, err, sizeof(err)) != 0 ||
         pg_ledger_start(srv.ledger, srv.loop) != 0) {
@@ -1131,6 +1292,7 @@ fail_runtime:
     /* The writer finishes what is queued; its completions run on the loop. */
     if (srv.ledger)
         pg_ledger_close(srv.ledger);
+    SSL_CTX_free(srv.agents_tls);
     /* Pools close their idle rail connections through their own path first;
      * then whatever is left (signals, timers) is closed and every close
      * callback runs, so every allocation is released. */
