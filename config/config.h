@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "common/pg.h"
+#include "policy/urlguard.h"
 
 /* A listen address as written ("127.0.0.1:8402", "[::1]:8402") and parsed. */
 struct pg_addr {
@@ -169,6 +170,9 @@ struct pg_config {
     struct pg_agent *agents; size_t nagents;
     struct pg_policy_spec *policies; size_t npolicies;
     struct pg_webhook *webhooks; size_t nwebhooks;
+    /* url_guard: extra ports and CIDRs for callback URLs (policy/urlguard.h);
+     * all zero: https on 443 to public addresses only */
+    struct pg_urlguard_opts url_guard;
 };
 
 /* Problems found while loading, each "file:line:col: message". */

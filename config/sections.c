@@ -1331,9 +1331,82 @@ static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
     X(K_, listen)                                                                                  \
     X(K_, data_dir)                                                                                \
     X(K_, master_key_env) X(K_, log_file) X(K_, limits) X(K_, rails) X(K_, orgs) X(K_, users)      \
-        X(K_, agents) X(K_, policies) X(K_, webhooks)
+        X(K_, agents) X(K_, policies) X(K_, webhooks) X(K_, url_guard)
 enum { ROOT_KEYS(KEY_ENUM) K_COUNT };
 static const char *const root_keys[] = {ROOT_KEYS(KEY_NAME)};
+
+#define URLGUARD_KEYS(X) X(UG_, ports) X(UG_, deny) X(UG_, allow)
+enum { URLGUARD_KEYS(KEY_ENUM) UG_COUNT };
+static const char *const urlguard_keys[] = {URLGUARD_KEYS(KEY_NAME)};
+
+static bool check_port_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                            const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s < '1' || *s > '9' || *end || v < 1 || v > 65535) {
+        cfg_report(ld, n, "%s: \"%.*s\" is not a port number (1-65535)", path, CFG_ECHO, s);
+        return false;
+    }
+    return true;
+}
+
+static bool check_cidr_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                            const char *s)
+{
+    struct pg_cidr c;
+    const char *why = NULL;
+    if (pg_cidr_parse(pg_slice_cstr(s), &c, &why) != 0) {
+        cfg_report(ld, n, "%s: \"%.*s\" %s", path, CFG_ECHO, s, why ? why : "is not a CIDR block");
+        return false;
+    }
+    return true;
+}
+
+static void free_list(char **l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(l[i]);
+    free(l);
+}
+
+/* url_guard: {ports: [443, 8443], deny: [CIDR...], allow: [CIDR...]} */
+static void load_url_guard(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    yaml_node_t *v[UG_COUNT], *k[UG_COUNT];
+    struct pg_urlguard_opts *o = &ld->cfg->url_guard;
+    char **list = NULL;
+    size_t count = 0;
+    const char *why = NULL;
+
+    if (!cfg_fields(ld, n, "url_guard", urlguard_keys, UG_COUNT, v, k))
+        return;
+    if (v[UG_ports] && cfg_str_list(ld, v[UG_ports], "url_guard.ports", check_port_item, false,
+                                    &list, &count)) {
+        for (size_t i = 0; i < count && list; i++)
+            if (pg_urlguard_add_port(o, (uint32_t)strtoul(list[i], NULL, 10)) != 0)
+                cfg_report(ld, v[UG_ports], "url_guard.ports: too many ports");
+        free_list(list, count);
+    }
+    list = NULL;
+    count = 0;
+    if (v[UG_deny] && cfg_str_list(ld, v[UG_deny], "url_guard.deny", check_cidr_item, false,
+                                   &list, &count)) {
+        for (size_t i = 0; i < count && list; i++)
+            if (pg_urlguard_add_deny(o, pg_slice_cstr(list[i]), &why) != 0)
+                cfg_report(ld, v[UG_deny], "url_guard.deny: %s", why ? why : "too many blocks");
+        free_list(list, count);
+    }
+    list = NULL;
+    count = 0;
+    if (v[UG_allow] && cfg_str_list(ld, v[UG_allow], "url_guard.allow", check_cidr_item, false,
+                                    &list, &count)) {
+        for (size_t i = 0; i < count && list; i++)
+            if (pg_urlguard_add_allow(o, pg_slice_cstr(list[i]), &why) != 0)
+                cfg_report(ld, v[UG_allow], "url_guard.allow: %s", why ? why : "too many blocks");
+        free_list(list, count);
+    }
+}
 
 void cfg_load_root(struct cfg_loader *ld, const yaml_node_t *root)
 {
@@ -1365,4 +1438,6 @@ void cfg_load_root(struct cfg_loader *ld, const yaml_node_t *root)
         load_agents(ld, v[K_agents]);
     if (v[K_webhooks])
         load_webhooks(ld, v[K_webhooks]);
+    if (v[K_url_guard])
+        load_url_guard(ld, v[K_url_guard]);
 }

@@ -1255,6 +1255,10 @@ int pg_proxy_run(const char *config_path)
     srv.limiter = pg_auth_limiter_new(cfg->limits.auth_failures);
     if (!srv.tokens || !srv.limiter)
         goto fail_runtime;
+    if (cfg->url_guard.nallow)
+        log_event(srv.log, "warn",
+                  "url_guard.allow opens address blocks that are normally refused for callback URLs: for tests only",
+                  NULL, NULL, NULL, NULL);
     if (cfg->agents_tls.cert && !(srv.agents_tls = agents_tls_ctx(&cfg->agents_tls, err, sizeof(err)))) {
         log_event(srv.log, "error", "cannot set up TLS for agents", "error", err, NULL, NULL);
         goto fail_runtime;

@@ -63,7 +63,7 @@ static void finish(struct url_job *j, bool ok, const char *why)
     d->reason = "unsafe_url";
     d->param = field;
     snprintf(d->message, sizeof(d->message),
-             "Denied: the URL in %s is not one a rail may call: %s. Use a public https:// address on port 443.",
+             "Denied: the URL in %s is not one a rail may call: %s. Use a public https:// address.",
              field ? field : "the request", why);
     const struct pg_org *org = pg_config_org(c->rt->cfg, pg_slice_cstr(c->agent->org));
     money_record_denial(c, org, (int64_t)(now_ms_wall() / 1000));
@@ -90,7 +90,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        if (!pg_urlguard_addr_ok(NULL, ai->ai_addr, why, sizeof(why))) {
+        if (!pg_urlguard_addr_ok(&j->c->rt->cfg->url_guard, ai->ai_addr, why, sizeof(why))) {
             char full[600];
             snprintf(full, sizeof(full), "%.253s resolves to %.300s", j->r.host, why);
             uv_freeaddrinfo(res);
@@ -118,12 +118,12 @@ static void check_next(struct url_job *j)
     const struct pg_intent *in = &c->vc->intent;
     char why[192];
     while (j->idx < in->nurls) {
-        if (!pg_url_check(NULL, in->urls[j->idx].url, &j->r)) {
+        if (!pg_url_check(&c->rt->cfg->url_guard, in->urls[j->idx].url, &j->r)) {
             finish(j, false, j->r.why[0] ? j->r.why : j->r.reason);
             return;
         }
         if (j->r.kind != PG_URL_HOST_NAME) {
-            if (!pg_urlguard_addr_ok(NULL, (struct sockaddr *)&j->r.addr, why, sizeof(why))) {
+            if (!pg_urlguard_addr_ok(&c->rt->cfg->url_guard, (struct sockaddr *)&j->r.addr, why, sizeof(why))) {
                 finish(j, false, why);
                 return;
             }

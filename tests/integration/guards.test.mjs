@@ -120,3 +120,35 @@ test('through the official SDK: webhookEndpoints.create with an internal URL rai
         });
     assert.equal(await s.mock.count(), before);
 });
+
+test('url_guard in payguard.yaml: extra ports, deny blocks, and the allow escape hatch (logged loudly); a bad CIDR is a config error', async () => {
+    const { makeTmp, configObject, writeConfig, httpRail, startPayguard, payguardCheck } = await import('./lib/harness.mjs');
+    const dir = await makeTmp('guards-url-config');
+    const cfg = configObject(dir, {
+        rails: { stripe: httpRail(s.mock.url) },
+        agents: [{ id: 'shopper', org: 'acme', token: s.token.hash, rails: ['stripe'] }],
+    });
+    cfg.url_guard = { ports: [443, 8443], deny: ['8.8.8.0/24'], allow: ['127.0.0.0/8'] };
+    const file = await writeConfig(dir, cfg);
+    const pg = await startPayguard(file, { env: { MOCK_STRIPE_SECRET: s.mock.secret } });
+    try {
+        assert.ok(pg.events.some((e) => e.level === 'warn' && /url_guard\.allow/.test(e.msg)), 'the escape hatch is logged');
+        const hook = (url) => request(pg.port, {
+            method: 'POST', path: '/v1/webhook_endpoints',
+            body: new URLSearchParams({ url, 'enabled_events[]': 'charge.succeeded' }).toString(),
+            headers: { ...s.auth, 'Content-Type': FORM },
+        });
+        assert.equal((await hook('https://127.0.0.1:8443/hook')).status, 200, 'allowed block and port');
+        stripeShapedError(assert, await hook('https://8.8.8.8/hook'), 403, 'payguard_unsafe_url');
+        stripeShapedError(assert, await hook('https://10.0.0.1/hook'), 403, 'payguard_unsafe_url');
+        stripeShapedError(assert, await hook('https://1.1.1.1:9443/hook'), 403, 'payguard_unsafe_url');
+    } finally {
+        const r = await pg.stop();
+        assert.equal(r.code, 0);
+    }
+    cfg.url_guard = { deny: ['10.0.0.1/8'] };
+    const bad = await writeConfig(dir, cfg, 'bad.yaml');
+    const r = await payguardCheck(bad, ['--no-env']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /bad\.yaml:\d+:\d+: url_guard\.deny/);
+});
