@@ -77,8 +77,10 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    int rounds = argc > 1 ? atoi(argv[1]) : 9;
-    if (argc > 2 || rounds < 1 || rounds > ROUNDS_MAX) {
+    char *end = NULL;
+    long rounds_arg = argc > 1 ? strtol(argv[1], &end, 10) : 9;
+    int rounds = (int)rounds_arg;
+    if (argc > 2 || (end && *end) || rounds_arg < 1 || rounds_arg > ROUNDS_MAX) {
         fprintf(stderr, "usage: policy_bench [ROUNDS 1..%d]\n", ROUNDS_MAX);
         return 2;
     }
