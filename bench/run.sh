@@ -158,7 +158,7 @@ jnum() { sed -n "s/.*\"$2\":\([-0-9.]*\).*/\1/p" <<<"$1"; }
 
 # Median of numbers given as arguments.
 median() {
-    printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR==0) print ""; else if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'
+    printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {if (NR==0) print ""; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
 }
 
 kb() { awk -v k="$1" '/^'"$1"':/ {print $2}' "/proc/$2/status"; }
@@ -816,6 +816,7 @@ OTHER_PCT=$(others_pct "$BUSY0" "$(busy_snapshot)")
 
 alive "$PG_PID" || die "payguard died during the run: $(tail -5 "$TMP/payguard.err")"
 PG_RSS_END=$(kb VmRSS "$PG_PID")
+PG_RSS_END_FILE=$(kb RssFile "$PG_PID")
 PG_HWM_END=$(kb VmHWM "$PG_PID")
 ELAPSED=$(( $(date +%s) - START_TS ))
 
@@ -1146,7 +1147,8 @@ connections each send one \`GET $PATH_REQ\` at once, then stay open and idle; re
 held. The proxy opened rail connections for those $IDLE_CONNS concurrent requests (pool keeps
 64 idle), so this includes them. "Peak": the largest VmRSS or VmHWM read (VmHWM alone is
 refreshed lazily by the kernel). After all the load runs above payguard's VmRSS was
-$(mib "$PG_RSS_END").
+$(mib "$PG_RSS_END"), of which $(mib "${PG_RSS_END_FILE:-0}") file-backed (RssFile: mostly the ledger's pages,
+which LMDB reads through its memory map; the kernel can drop them at will).
 
 Measurements took ${ELAPSED} s; the whole script $(( $(date +%s) - SCRIPT_START )) s.
 
