@@ -1046,7 +1046,9 @@ MEMTABLE=$(
 
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (working tree had uncommitted changes)" || true)
+# Uncommitted changes, by top-level folder: "bench" alone means the harness, not payguard.
+DIRTY=$(git status --porcelain --untracked-files=no 2>/dev/null | awk '{ sub(/\/.*/, "", $2); print $2 }' | sort -u | paste -sd, - | sed 's/,/, /g') || DIRTY=
+[ -z "$DIRTY" ] || DIRTY=" (working tree had uncommitted changes in: $DIRTY)"
 if [ "$mode" = quick ]; then REPORT=$OUT/RESULTS.quick.md; else REPORT=bench/RESULTS.md; fi
 
 QUICK_NOTE=
