@@ -131,7 +131,7 @@ int pg_auth_credential(struct pg_slice value, char *scratch, size_t cap, struct 
 const struct pg_agent *pg_auth_find_agent(const struct pg_config *cfg, struct pg_slice tok)
 {
     for (size_t i = 0; i < cfg->nagents; i++) {
-        if (pg_auth_bcrypt_verify(tok, cfg->agents[i].token_hash) == 1)
+        if (cfg->agents[i].token_hash && pg_auth_bcrypt_verify(tok, cfg->agents[i].token_hash) == 1)
             return &cfg->agents[i];
     }
     return NULL;

@@ -78,7 +78,7 @@ const struct pg_agent *pg_token_cache_get(struct pg_token_cache *c, const struct
         if (!e->used || !pg_ct_equal(e->digest, digest, PG_SHA256_LEN))
             continue;
         const struct pg_agent *a = pg_config_agent(cfg, pg_slice_cstr(e->agent_id));
-        if (a && strcmp(a->token_hash, e->token_hash) == 0)
+        if (a && a->token_hash && strcmp(a->token_hash, e->token_hash) == 0)
             return a;
         entry_clear(e); /* agent gone or token rotated */
         return NULL;

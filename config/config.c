@@ -361,6 +361,7 @@ void pg_config_free(struct pg_config *cfg)
         free(a->id);
         free(a->org);
         free(a->token_hash);
+        free(a->cert_subject);
         free_list(a->rails, a->nrails);
         free(a->policy);
         if (a->overrides) {

@@ -99,12 +99,19 @@ struct pg_user {
 struct pg_agent {
     char *id;
     char *org;
-    char *token_hash;              /* bcrypt "$2b$" of the agent's pgt_ token */
+    char *token_hash;              /* bcrypt "$2b$" of the agent's pgt_ token; NULL
+                                      when it authenticates by client_cert only */
     char **rails;                  /* names of rails it may use */
     size_t nrails;
     char *policy;                  /* policy name, or NULL */
     time_t expires;                /* 0: never */
     bool revoked;
+    /* agents[].client_cert: with mutual TLS, the agent's certificate; its
+     * subject (RFC 2253, "CN=shopper") and/or SHA-256 of its public key.
+     * An agent with one may omit its token. */
+    char *cert_subject;            /* NULL: not bound by subject */
+    uint8_t cert_spki[32];
+    bool has_cert_spki;
     /* Single policy fields set on the agent itself (agents[].overrides), on
      * top of its named policy; NULL when none. `name` is unused. */
     struct pg_policy_spec *overrides;

@@ -1127,8 +1127,53 @@ static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
 #define AGENT_KEYS(X)                                                                              \
     X(A_, id)                                                                                      \
     X(A_, org)                                                                                     \
-    X(A_, token) X(A_, rails) X(A_, policy) X(A_, expires) X(A_, revoked) X(A_, overrides)
+    X(A_, token) X(A_, rails) X(A_, policy) X(A_, expires) X(A_, revoked) X(A_, overrides)       \
+        X(A_, client_cert)
 enum { AGENT_KEYS(KEY_ENUM) A_COUNT };
+
+#define CERT_KEYS(X) X(CC_, subject) X(CC_, spki_sha256)
+enum { CERT_KEYS(KEY_ENUM) CC_COUNT };
+static const char *const cert_keys[] = {CERT_KEYS(KEY_NAME)};
+
+/* client_cert: {subject: "CN=...", spki_sha256: "<64 hex>"}, at least one. */
+static void load_client_cert(struct cfg_loader *ld, const yaml_node_t *n, const char *where,
+                             struct pg_agent *a)
+{
+    char cwhere[CFG_PATH_MAX], path[CFG_PATH_MAX];
+    yaml_node_t *v[CC_COUNT], *k[CC_COUNT];
+    snprintf(cwhere, sizeof cwhere, "%.160s.client_cert", where);
+    if (!cfg_fields(ld, n, cwhere, cert_keys, CC_COUNT, v, k))
+        return;
+    if (!v[CC_subject] && !v[CC_spki_sha256]) {
+        cfg_report(ld, n, "%s: give subject, spki_sha256 or both", cwhere);
+        return;
+    }
+    if (!ld->cfg->agents_tls.client_ca)
+        cfg_report(ld, n, "%s: needs listen.tls.client_ca (mutual TLS) to be checked", cwhere);
+    if (v[CC_subject]) {
+        const char *sub = cfg_str(ld, v[CC_subject], cfg_path(path, sizeof path, cwhere, "subject"));
+        if (sub && !*sub)
+            cfg_report(ld, v[CC_subject], "%s: empty subject", path);
+        else if (sub)
+            a->cert_subject = cfg_dup(ld, sub);
+    }
+    if (v[CC_spki_sha256]) {
+        const char *hex = cfg_str(ld, v[CC_spki_sha256], cfg_path(path, sizeof path, cwhere, "spki_sha256"));
+        bool ok = hex && strlen(hex) == 64;
+        for (size_t i = 0; ok && i < 32; i++) {
+            unsigned hi, lo;
+            char h = hex[2 * i], l = hex[2 * i + 1];
+            hi = (unsigned)(h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : 99);
+            lo = (unsigned)(l >= '0' && l <= '9' ? l - '0' : l >= 'a' && l <= 'f' ? l - 'a' + 10 : 99);
+            ok = hi < 16 && lo < 16;
+            a->cert_spki[i] = (uint8_t)(hi << 4 | lo);
+        }
+        if (hex && !ok)
+            cfg_report(ld, v[CC_spki_sha256], "%s: want 64 lower-case hex digits (openssl x509 -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum)",
+                       path);
+        a->has_cert_spki = ok;
+    }
+}
 static const char *const agent_keys[] = {AGENT_KEYS(KEY_NAME)};
 
 static bool check_rail_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
@@ -1201,8 +1246,13 @@ static void load_agent(struct cfg_loader *ld, const yaml_node_t *it, const char 
     }
     snprintf(howto, sizeof howto, "payguard token new --agent %.64s prints both",
              a->id ? a->id : "ID");
-    if (cfg_require(ld, it, v, k, A_token, agent_keys, where))
-        a->token_hash = cfg_dup(ld, hash_field(ld, v[A_token], P("token"), "token", howto));
+    if (v[A_client_cert])
+        load_client_cert(ld, v[A_client_cert], where, a);
+    /* A certificate-bound agent may do without a token. */
+    if (v[A_token] || !v[A_client_cert]) {
+        if (cfg_require(ld, it, v, k, A_token, agent_keys, where))
+            a->token_hash = cfg_dup(ld, hash_field(ld, v[A_token], P("token"), "token", howto));
+    }
     if (cfg_require(ld, it, v, k, A_rails, agent_keys, where)) {
         if (cfg_str_list(ld, v[A_rails], P("rails"), check_rail_item, false, &a->rails,
                          &a->nrails) &&

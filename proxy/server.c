@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #define READ_BUF_SIZE 65536
 
@@ -596,10 +597,63 @@ static void decided(struct conn *c)
     upstream_forward(c);
 }
 
+/* Does the agent's client_cert binding match the certificate this
+ * connection presented? Agents without a binding match any connection. */
+static bool cert_matches(const struct conn *c, const struct pg_agent *a)
+{
+    if (!a->cert_subject && !a->has_cert_spki)
+        return true;
+    X509 *peer = c->ssl ? SSL_get0_peer_certificate(c->ssl) : NULL;
+    if (!peer)
+        return false;
+    if (a->cert_subject) {
+        char subject[512];
+        BIO *b = BIO_new(BIO_s_mem());
+        int n = -1;
+        if (b && X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0)
+            n = BIO_read(b, subject, (int)sizeof(subject) - 1);
+        BIO_free(b);
+        if (n < 0 || strncmp(subject, a->cert_subject, (size_t)n) != 0 ||
+            strlen(a->cert_subject) != (size_t)n)
+            return false;
+    }
+    if (a->has_cert_spki) {
+        unsigned char *der = NULL;
+        int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(peer), &der);
+        uint8_t h[PG_SHA256_LEN];
+        bool ok = len > 0 && pg_sha256(der, (size_t)len, h) == 0 &&
+                  pg_ct_equal(h, a->cert_spki, sizeof(h));
+        OPENSSL_free(der);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static const struct pg_agent *agent_by_cert(const struct conn *c)
+{
+    const struct pg_config *cfg = c->rt->cfg;
+    if (!SSL_get0_peer_certificate(c->ssl))
+        return NULL;
+    for (size_t i = 0; i < cfg->nagents; i++) {
+        const struct pg_agent *a = &cfg->agents[i];
+        /* Certificate instead of a token; with a token, it is in addition. */
+        if (!a->token_hash && (a->cert_subject || a->has_cert_spki) && cert_matches(c, a))
+            return a;
+    }
+    return NULL;
+}
+
 static void authorized(struct conn *c, const struct pg_agent *agent)
 {
     const struct pg_config *cfg = c->rt->cfg;
     c->agent = agent;
+    if (!cert_matches(c, agent)) {
+        conn_send_error(c, 401, "authentication_error", "payguard_certificate_mismatch",
+                        "This agent must connect with its own client certificate; the one presented belongs to someone else or is missing.",
+                        0);
+        return;
+    }
     if (agent->revoked) {
         conn_send_error(c, 401, "authentication_error", "payguard_agent_revoked",
                         "This agent's payguard token has been revoked. A human must issue a new one.", 0);
@@ -723,6 +777,12 @@ static void authenticate(struct conn *c)
     }
     int ah = pg_msg_find(m, PG_SLICE("Authorization"));
     if (ah < 0) {
+        /* With mutual TLS, the client certificate alone may name the agent. */
+        const struct pg_agent *by_cert = c->ssl ? agent_by_cert(c) : NULL;
+        if (by_cert) {
+            authorized(c, by_cert);
+            return;
+        }
         conn_send_error(c, 401, "authentication_error", "payguard_missing_token",
                         "No payguard token. Send it as 'Authorization: Bearer pgt_...' (the SDK's API key).",
                         0);

@@ -109,3 +109,53 @@ test('mutual TLS: a client certificate signed by client_ca is accepted; none, or
     await assert.rejects(get(mutual.port, { ca, ...bad }), /./, 'a certificate from another CA');
     assert.equal(await mock.count(), before, 'the rail saw nothing');
 });
+
+test('an agent bound to its client certificate: the certificate alone authenticates it; another agent\'s token with the wrong certificate is refused', async () => {
+    const { X509Certificate, createHash } = await import('node:crypto');
+    const ca = await fs.readFile(tls.ca);
+    const certy = await clientCert('certy', 'ca');
+    const pinnedCert = await clientCert('pinned', 'ca');
+    const spki = createHash('sha256')
+        .update(new X509Certificate(pinnedCert.cert).publicKey.export({ type: 'spki', format: 'der' }))
+        .digest('hex');
+    const pinnedTok = await newToken('pinned');
+    const d = path.join(dir, 'bound');
+    await fs.mkdir(d, { recursive: true });
+    const cfg = configObject(d, {
+        rails: { stripe: httpRail(mock.url) },
+        agents: [
+            { id: 'certy', org: 'acme', rails: ['stripe'], client_cert: { subject: 'CN=certy' } },
+            { id: 'pinned', org: 'acme', token: pinnedTok.hash, rails: ['stripe'], client_cert: { spki_sha256: spki } },
+        ],
+    });
+    cfg.listen.tls = { cert: tls.cert, key: tls.key, client_ca: tls.ca };
+    const pg = await startPayguard(await writeConfig(d, cfg), { env: { MOCK_STRIPE_SECRET: mock.secret } });
+    const call = (opts, token) => new Promise((resolve, reject) => {
+        const req = https.request({
+            host: '127.0.0.1', port: pg.port, path: '/v1/balance', servername: 'localhost', ca, agent: false,
+            headers: token ? { Authorization: `Bearer ${token}` } : {}, timeout: 5000, ...opts,
+        }, (res) => {
+            let body = '';
+            res.on('data', (x) => { body += x; });
+            res.on('end', () => resolve({ status: res.statusCode, body }));
+        });
+        req.on('error', reject);
+        req.end();
+    });
+    try {
+        const alone = await call(certy);
+        assert.equal(alone.status, 200, alone.body);
+        const before = await mock.count();
+        const wrong = await call(certy, pinnedTok.token);
+        assert.equal(wrong.status, 401, wrong.body);
+        assert.match(wrong.body, /payguard_certificate_mismatch/);
+        assert.equal(await mock.count(), before, 'the rail saw nothing');
+        const right = await call(pinnedCert, pinnedTok.token);
+        assert.equal(right.status, 200, right.body);
+        const noToken = await call(pinnedCert);
+        assert.equal(noToken.status, 401, 'the pinned agent still needs its token');
+    } finally {
+        const r = await pg.stop();
+        assert.equal(r.code, 0);
+    }
+});

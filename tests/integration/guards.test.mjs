@@ -152,3 +152,44 @@ test('url_guard in payguard.yaml: extra ports, deny blocks, and the allow escape
     assert.equal(r.code, 2);
     assert.match(r.stderr, /bad\.yaml:\d+:\d+: url_guard\.deny/);
 });
+
+test('names are resolved and every address checked: a name resolving to a private address, or to one public and one private, is refused; a public one passes', async () => {
+    const { makeTmp, configObject, writeConfig, httpRail, startPayguard } = await import('./lib/harness.mjs');
+    const fsp = await import('node:fs/promises');
+    const pathm = await import('node:path');
+    const dir = await makeTmp('guards-resolver');
+    const hosts = pathm.join(dir, 'hosts');
+    await fsp.writeFile(hosts, [
+        '127.0.0.1 localhost',
+        '10.0.0.5 evil.example',
+        '8.8.8.8 mixed.example',
+        '10.0.0.6 mixed.example',
+        '8.8.4.4 public.example',
+        '',
+    ].join('\n'));
+    const cfg = configObject(dir, {
+        rails: { stripe: httpRail(s.mock.url) },
+        agents: [{ id: 'shopper', org: 'acme', token: s.token.hash, rails: ['stripe'] }],
+    });
+    const pg = await startPayguard(await writeConfig(dir, cfg), { env: { MOCK_STRIPE_SECRET: s.mock.secret }, hostsFile: hosts });
+    try {
+        const hook = (url) => request(pg.port, {
+            method: 'POST', path: '/v1/webhook_endpoints',
+            body: new URLSearchParams({ url, 'enabled_events[]': 'charge.succeeded' }).toString(),
+            headers: { ...s.auth, 'Content-Type': FORM },
+        });
+        const before = await s.mock.count();
+        const evil = await hook('https://evil.example/hook');
+        stripeShapedError(assert, evil, 403, 'payguard_unsafe_url');
+        assert.match(evil.json.error.message, /10\.0\.0\.5/);
+        const mixed = await hook('https://mixed.example/hook');
+        stripeShapedError(assert, mixed, 403, 'payguard_unsafe_url');
+        assert.match(mixed.json.error.message, /10\.0\.0\.6/);
+        assert.equal(await s.mock.count(), before, 'the rail saw nothing');
+        const ok = await hook('https://public.example/hook');
+        assert.equal(ok.status, 200, ok.body);
+    } finally {
+        const r = await pg.stop();
+        assert.equal(r.code, 0);
+    }
+});

@@ -299,11 +299,17 @@ export async function writeConfig(dir, obj, name = 'payguard.yaml') {
 /* Starts `payguard run -c file`; resolves once both listeners logged their
  * address. `env` adds environment variables (the rail secrets).
  * `ulimitN` raises the open-file limit through bash first. */
-export async function startPayguard(file, { env = {}, ulimitN } = {}) {
-    const cmd = ulimitN ? 'bash' : PAYGUARD_BIN;
-    const args = ulimitN
+export async function startPayguard(file, { env = {}, ulimitN, hostsFile } = {}) {
+    let cmd = ulimitN ? 'bash' : PAYGUARD_BIN;
+    let args = ulimitN
         ? ['-c', `ulimit -n ${ulimitN} && exec "$0" run -c "$1"`, PAYGUARD_BIN, file]
         : ['run', '-c', file];
+    if (hostsFile) {
+        /* A test resolver: payguard runs in its own mount namespace where
+         * /etc/hosts is the test's file (the network stays loopback only). */
+        cmd = 'unshare';
+        args = ['-m', 'sh', '-c', 'mount --bind "$0" /etc/hosts && exec "$1" run -c "$2"', hostsFile, PAYGUARD_BIN, file];
+    }
     const proc = spawn(cmd, args, { env: { ...childEnv, ...env }, cwd: path.dirname(file),
                                     stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(proc);
