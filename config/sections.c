@@ -1328,6 +1328,26 @@ static bool check_event_item(struct cfg_loader *ld, const yaml_node_t *n, const 
     return cfg_enum(ld, n, path, event_names, PG_ARRAY_LEN(event_names)) >= 0;
 }
 
+/* payguard's own webhook targets pass the same URL guard as agents' callback
+ * URLs (shape and literal addresses here; resolved names at delivery). */
+static bool webhook_url_safe(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                             const char *url)
+{
+    struct pg_url_result r;
+    char why[192];
+    if (!pg_url_check(&ld->cfg->url_guard, pg_slice_cstr(url), &r)) {
+        cfg_report(ld, n, "%s: \"%.*s\" is not a safe webhook target: %s", path, CFG_ECHO, url,
+                   r.why[0] ? r.why : r.reason);
+        return false;
+    }
+    if (r.kind != PG_URL_HOST_NAME &&
+        !pg_urlguard_addr_ok(&ld->cfg->url_guard, (const struct sockaddr *)&r.addr, why, sizeof(why))) {
+        cfg_report(ld, n, "%s: \"%.*s\" is not a safe webhook target: %s", path, CFG_ECHO, url, why);
+        return false;
+    }
+    return true;
+}
+
 static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
 {
     struct pg_config *cfg = ld->cfg;
@@ -1361,6 +1381,8 @@ static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
                 cfg_report(ld, v[W_url], "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
             else if (s && !u.tls)
                 cfg_report(ld, v[W_url], "%s: webhook targets must use https://", path);
+            else if (s && !webhook_url_safe(ld, v[W_url], path, s))
+                ; /* reported; names are resolved and checked again at each delivery */
             else if (s)
                 w->url = cfg_dup(ld, s);
         }
@@ -1486,8 +1508,8 @@ void cfg_load_root(struct cfg_loader *ld, const yaml_node_t *root)
         load_users(ld, v[K_users]);
     if (v[K_agents])
         load_agents(ld, v[K_agents]);
-    if (v[K_webhooks])
-        load_webhooks(ld, v[K_webhooks]);
     if (v[K_url_guard])
         load_url_guard(ld, v[K_url_guard]);
+    if (v[K_webhooks])
+        load_webhooks(ld, v[K_webhooks]);
 }
