@@ -336,7 +336,10 @@ ssize_t pg_reqparser_feed(struct pg_reqparser *p, const char *data, size_t len)
 
 /* --- forwarding ------------------------------------------------------- */
 
-static bool listed_in_connection(const struct pg_msg *m, struct pg_slice name)
+/* Calls fn for each token of every Connection header, trimmed, until fn
+ * returns true; returns whether one did. */
+static bool each_connection_token(const struct pg_msg *m,
+                                  bool (*fn)(struct pg_slice tok, const void *arg), const void *arg)
 {
     for (uint32_t i = 0; i < m->nhdrs; i++) {
         if (!pg_slice_eq_nocase(pg_msg_name(m, i), PG_SLICE("Connection")))
@@ -352,12 +355,29 @@ static bool listed_in_connection(const struct pg_msg *m, struct pg_slice name)
                 a++;
             while (b > a && (v.ptr[b - 1] == ' ' || v.ptr[b - 1] == '\t'))
                 b--;
-            if (pg_slice_eq_nocase(pg_slice_of(v.ptr + a, b - a), name))
+            if (fn(pg_slice_of(v.ptr + a, b - a), arg))
                 return true;
             s = e + 1;
         }
     }
     return false;
+}
+
+static bool token_is(struct pg_slice tok, const void *name)
+{
+    return pg_slice_eq_nocase(tok, *(const struct pg_slice *)name);
+}
+
+static bool token_names_a_header(struct pg_slice tok, const void *unused)
+{
+    (void)unused;
+    return tok.len && !pg_slice_eq_nocase(tok, PG_SLICE("close")) &&
+           !pg_slice_eq_nocase(tok, PG_SLICE("keep-alive"));
+}
+
+static bool listed_in_connection(const struct pg_msg *m, struct pg_slice name)
+{
+    return each_connection_token(m, token_is, &name);
 }
 
 static bool eq_nocase(struct pg_slice a, const char *lit, size_t n)
@@ -374,28 +394,7 @@ static bool has_prefix_nocase(struct pg_slice a, const char *lit, size_t n)
 
 void pg_msg_scan_connection(struct pg_msg *m)
 {
-    m->conn_custom = false;
-    for (uint32_t i = 0; i < m->nhdrs && !m->conn_custom; i++) {
-        if (!pg_slice_eq_nocase(pg_msg_name(m, i), PG_SLICE("Connection")))
-            continue;
-        struct pg_slice v = pg_msg_value(m, i);
-        size_t s = 0;
-        while (s < v.len) {
-            size_t e = s;
-            while (e < v.len && v.ptr[e] != ',')
-                e++;
-            size_t a = s, b = e;
-            while (a < b && (v.ptr[a] == ' ' || v.ptr[a] == '\t'))
-                a++;
-            while (b > a && (v.ptr[b - 1] == ' ' || v.ptr[b - 1] == '\t'))
-                b--;
-            struct pg_slice tok = pg_slice_of(v.ptr + a, b - a);
-            if (tok.len && !pg_slice_eq_nocase(tok, PG_SLICE("close")) &&
-                !pg_slice_eq_nocase(tok, PG_SLICE("keep-alive")))
-                m->conn_custom = true;
-            s = e + 1;
-        }
-    }
+    m->conn_custom = each_connection_token(m, token_names_a_header, NULL);
 }
 
 /* Dispatch on the first letter: this runs for every header of every
