@@ -101,6 +101,14 @@ static int parse_opts(int argc, char **argv, bool want_id, const char *usage, st
     return 0;
 }
 
+/* The human behind a CLI decision, for the audit log: --as NAME, else the
+ * login name. */
+static void cli_actor(const struct cli_opts *o, char *out, size_t cap)
+{
+    const char *who = o->as ? o->as : getenv("USER");
+    snprintf(out, cap, "cli:%s", who && *who ? who : "unknown");
+}
+
 static int open_ledger(const struct cli_opts *o, bool read_only, struct pg_config **cfg,
                        struct pg_ledger **l)
 {
@@ -353,8 +361,7 @@ int pg_cli_approvals(int argc, char **argv)
         }
     } else {
         char actor[160];
-        const char *who = o.as ? o.as : getenv("USER");
-        snprintf(actor, sizeof(actor), "cli:%s", who && *who ? who : "unknown");
+        cli_actor(&o, actor, sizeof(actor));
         rc = pg_ledger_approval_decide(l, o.id, approve, actor, o.note ? o.note : "", now);
         if (rc == 0) {
             printf("%s %s\n", o.id, approve ? "approved: the agent's retry with the same Idempotency-Key will go through once" : "denied");
@@ -398,8 +405,7 @@ int pg_cli_agent(int argc, char **argv)
         code = 2;
     } else {
         char actor[160];
-        const char *who = o.as ? o.as : getenv("USER");
-        snprintf(actor, sizeof(actor), "cli:%s", who && *who ? who : "unknown");
+        cli_actor(&o, actor, sizeof(actor));
         rc = pg_ledger_agent_revoke(l, a->org, a->id, revoke, actor, o.note ? o.note : "",
                                     (int64_t)time(NULL));
         if (rc == 0) {

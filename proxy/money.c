@@ -85,6 +85,18 @@ static void fill_intent(struct pg_ledger_req *lr, const struct verdict_ctx *vc)
     copy_id(lr->object_id, sizeof(lr->object_id), in->object_id);
 }
 
+/* A SETTLE for the request in progress: who, now, its key, fingerprint,
+ * intent and reservation; the caller sets the outcome. */
+static void fill_settle(struct pg_ledger_req *lr, const struct conn *c)
+{
+    const struct verdict_ctx *vc = c->vc;
+    fill_who(lr, c, (int64_t)(now_ms_wall() / 1000));
+    memcpy(lr->idem_key, vc->idem_key, sizeof(lr->idem_key));
+    memcpy(lr->fingerprint, vc->fingerprint, sizeof(lr->fingerprint));
+    fill_intent(lr, vc);
+    lr->reservation = vc->reservation;
+}
+
 /* Writes a rail answer the ledger stored (or is about to store). */
 static void send_stored(struct conn *c, int status, const char *head, size_t head_len,
                         const char *body, size_t body_len, bool replayed)
@@ -401,11 +413,7 @@ void money_rail_answered(struct conn *c)
         return;
     }
     struct pg_ledger_req *lr = &op->lr;
-    fill_who(lr, c, (int64_t)(now_ms_wall() / 1000));
-    memcpy(lr->idem_key, vc->idem_key, sizeof(lr->idem_key));
-    memcpy(lr->fingerprint, vc->fingerprint, sizeof(lr->fingerprint));
-    fill_intent(lr, vc);
-    lr->reservation = vc->reservation;
+    fill_settle(lr, c);
     lr->outcome = settle_of(out.kind);
     lr->settle_amount = out.amount;
     snprintf(lr->result_object_id, sizeof(lr->result_object_id), "%s", out.object_id);
@@ -442,11 +450,7 @@ bool money_fail(struct conn *c, int status, const char *type, const char *code,
     op->err_code = code;
     snprintf(op->err_message, sizeof(op->err_message), "%s", message);
     struct pg_ledger_req *lr = &op->lr;
-    fill_who(lr, c, (int64_t)(now_ms_wall() / 1000));
-    memcpy(lr->idem_key, vc->idem_key, sizeof(lr->idem_key));
-    memcpy(lr->fingerprint, vc->fingerprint, sizeof(lr->fingerprint));
-    fill_intent(lr, vc);
-    lr->reservation = vc->reservation;
+    fill_settle(lr, c);
     lr->outcome = vc->sent_to_rail ? PG_SETTLE_KEEP : PG_SETTLE_VOID;
     lr->store_response = false;
     if (!submit(c, op)) {
@@ -466,10 +470,6 @@ void money_abandon(struct conn *c)
     if (!op)
         return;
     struct pg_ledger_req *lr = &op->lr;
-    fill_who(lr, c, (int64_t)(now_ms_wall() / 1000));
-    memcpy(lr->idem_key, vc->idem_key, sizeof(lr->idem_key));
-    memcpy(lr->fingerprint, vc->fingerprint, sizeof(lr->fingerprint));
-    fill_intent(lr, vc);
-    lr->reservation = vc->reservation;
+    fill_settle(lr, c);
     settle_orphan(op, c->srv, vc->sent_to_rail);
 }
