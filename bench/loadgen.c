@@ -3,7 +3,9 @@
  * a warm-up, then a measured window. Every measured request's latency, from
  * write to full response, goes into a log-bucketed histogram; one JSON line
  * on stdout carries the figures bench/run.sh compares. --idle instead opens N
- * connections and holds them, for the memory measurement.
+ * connections and holds them, for the memory measurement: --ramp bounds how
+ * many are being set up at once, --hold-at pauses on the way up, so one run
+ * shows the target's memory at 1,000 and then at 10,000.
  *
  * Single libuv thread; responses parsed with llhttp (Content-Length, chunked,
  * close-delimited). Bench-only: nothing in the proxy depends on this file. */
@@ -111,6 +113,8 @@ struct opts {
     bool idle_request;       /* --idle: send one request per connection first */
     bool quiet;
     double connect_timeout_s;
+    unsigned ramp;           /* --idle: connections being set up at once; 0: all */
+    unsigned hold_at;        /* --idle: hold here for -d SEC first; 0: no stop */
 };
 
 enum phase { PHASE_CONNECT, PHASE_WARMUP, PHASE_MEASURE, PHASE_DONE };
@@ -157,7 +161,11 @@ static struct {
     uint64_t cpu_end_us;
     unsigned connected;
     unsigned answered;
+    unsigned started;        /* --idle: slots handed to conn_start so far */
+    unsigned goal;           /* --idle: connections wanted before the next hold */
+    bool holding_step;       /* --idle: paused at --hold-at */
     uv_timer_t phase_timer;
+    uv_timer_t step_timer;   /* --idle: the pause at --hold-at */
     uv_timer_t connect_timer;
     uv_signal_t sigint, sigterm;
     struct hist hist;
@@ -413,7 +421,7 @@ static void connect_cb(uv_connect_t *req, int status)
     if (G.phase == PHASE_CONNECT) {
         if (G.o.idle && G.o.idle_request)
             conn_send(c);
-        if (G.connected == G.o.conns && (!G.o.idle || !G.o.idle_request))
+        if (!G.o.idle && G.connected == G.o.conns)
             all_connected();
     } else if (G.phase != PHASE_DONE && !G.o.idle) {
         conn_send(c);
@@ -507,19 +515,49 @@ static void connect_timeout_cb(uv_timer_t *t)
     if (G.fatal)
         return;
     G.fatal = UV_ETIMEDOUT;
-    if (G.o.idle && G.o.idle_request && G.connected == G.o.conns)
+    if (G.o.idle && G.o.idle_request && G.connected == G.started)
         fprintf(stderr, "loadgen: %s answered %u of %u requests within %.1f s\n", G.o.target,
-                G.answered, G.o.conns, G.o.connect_timeout_s);
+                G.answered, G.started, G.o.connect_timeout_s);
     else
         fprintf(stderr, "loadgen: only %u of %u connections to %s opened within %.1f s\n",
                 G.connected, G.o.conns, G.o.target, G.o.connect_timeout_s);
     finish();
 }
 
+/* --idle: connections set up as asked (connected, and answered unless
+ * --no-request). */
+static unsigned idle_ready(void)
+{
+    return G.o.idle_request ? G.answered : G.connected;
+}
+
+/* --idle: opens more connections, at most --ramp of them being set up at a
+ * time, up to the current goal. Called from the poll timer, never from inside
+ * a parser callback. */
+static void idle_start_more(void)
+{
+    unsigned ready = idle_ready();
+    while (!G.fatal && G.phase == PHASE_CONNECT && G.started < G.goal &&
+           (G.o.ramp == 0 || G.started - ready < G.o.ramp)) {
+        struct conn *c = &G.conns[G.started];
+        c->id = G.started++;
+        conn_start(c);
+    }
+}
+
 static void idle_check_cb(uv_timer_t *t);
 
-/* --idle with a first request: poll until every connection has its answer. */
+/* --idle: poll until the goal's connections are ready; hold at --hold-at on
+ * the way, then at N. */
 static uv_timer_t idle_poll;
+
+static void step_done_cb(uv_timer_t *t)
+{
+    PG_UNUSED(t);
+    G.holding_step = false;
+    G.goal = G.o.conns;
+    uv_timer_start(&G.connect_timer, connect_timeout_cb, secs_to_ms(G.o.connect_timeout_s), 0);
+}
 
 static void idle_check_cb(uv_timer_t *t)
 {
@@ -528,10 +566,23 @@ static void idle_check_cb(uv_timer_t *t)
         uv_timer_stop(&idle_poll);
         return;
     }
-    if (G.connected == G.o.conns && G.answered == G.o.conns) {
-        uv_timer_stop(&idle_poll);
-        all_connected();
+    if (G.holding_step)
+        return;
+    if (G.started == G.goal && idle_ready() == G.goal) {
+        if (G.goal == G.o.conns) {
+            uv_timer_stop(&idle_poll);
+            all_connected();
+            return;
+        }
+        /* A stop on the way up: the target's memory is read meanwhile. */
+        uv_timer_stop(&G.connect_timer);
+        G.holding_step = true;
+        if (!G.o.quiet)
+            fprintf(stderr, "loadgen: holding %u connections\n", G.goal);
+        uv_timer_start(&G.step_timer, step_done_cb, secs_to_ms(G.o.duration_s), 0);
+        return;
     }
+    idle_start_more();
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -644,7 +695,12 @@ static const char usage[] =
     "                          hold them idle for -d SEC (memory measurement);\n"
     "                          prints \"loadgen: holding N connections\" on stderr\n"
     "      --no-request        with --idle: hold bare connections, send nothing\n"
-    "      --connect-timeout SEC  all connections (and --idle answers) within (default 10)\n"
+    "      --ramp K            with --idle: at most K connections being opened (and\n"
+    "                          awaiting their answer) at a time (default: all at once)\n"
+    "      --hold-at M         with --idle: stop at M connections, print \"loadgen:\n"
+    "                          holding M connections\", hold -d SEC, then go on to N\n"
+    "      --connect-timeout SEC  all connections (and --idle answers) within, per\n"
+    "                          step with --hold-at (default 10)\n"
     "  -q, --quiet             no summary on stderr\n"
     "  -h, --help              this text\n"
     "\n"
@@ -666,6 +722,17 @@ static int parse_secs(const char *s, double *out)
     if (errno || end == s || *end || !(v >= 0.0) || v > 86400.0)
         return -1;
     *out = v;
+    return 0;
+}
+
+static int parse_count(const char *s, unsigned *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > 100000)
+        return -1;
+    *out = (unsigned)v;
     return 0;
 }
 
@@ -773,7 +840,7 @@ static void report_idle(void)
            (unsigned long long)G.st.errors);
 }
 
-enum { OPT_UNIQUE = 256, OPT_IDLE, OPT_NOREQ, OPT_CTIMEOUT };
+enum { OPT_UNIQUE = 256, OPT_IDLE, OPT_NOREQ, OPT_CTIMEOUT, OPT_RAMP, OPT_HOLDAT };
 #define MAX_HEADERS 64 /* -H options; more is a typo, not a benchmark */
 
 int main(int argc, char **argv)
@@ -790,6 +857,8 @@ int main(int argc, char **argv)
         { "idle", no_argument, NULL, OPT_IDLE },
         { "no-request", no_argument, NULL, OPT_NOREQ },
         { "connect-timeout", required_argument, NULL, OPT_CTIMEOUT },
+        { "ramp", required_argument, NULL, OPT_RAMP },
+        { "hold-at", required_argument, NULL, OPT_HOLDAT },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -806,15 +875,18 @@ int main(int argc, char **argv)
     int ch;
     while ((ch = getopt_long(argc, argv, "c:w:d:m:p:H:b:qh", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'c': {
-            char *end = NULL;
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < 1 || v > 100000)
+        case 'c':
+            if (parse_count(optarg, &G.o.conns))
                 return usage_error("connections must be 1..100000", optarg);
-            G.o.conns = (unsigned)v;
             break;
-        }
+        case OPT_RAMP:
+            if (parse_count(optarg, &G.o.ramp))
+                return usage_error("--ramp must be 1..100000", optarg);
+            break;
+        case OPT_HOLDAT:
+            if (parse_count(optarg, &G.o.hold_at))
+                return usage_error("--hold-at must be 1..100000", optarg);
+            break;
         case 'w':
             if (parse_secs(optarg, &G.o.warmup_s))
                 return usage_error("bad warm-up seconds", optarg);
@@ -870,6 +942,10 @@ int main(int argc, char **argv)
     if (!G.o.method[0] || strpbrk(G.o.method, " \r\n") || !G.o.path[0] ||
         strpbrk(G.o.path, " \r\n"))
         return usage_error("bad method or path", NULL);
+    if (G.o.hold_at && (!G.o.idle || G.o.hold_at >= G.o.conns))
+        return usage_error("--hold-at needs --idle and fewer connections than -c", NULL);
+    if (G.o.ramp && !G.o.idle)
+        return usage_error("--ramp needs --idle", NULL);
     G.head_method = strcmp(G.o.method, "HEAD") == 0;
     if (raise_nofile(G.o.conns))
         return 1;
@@ -892,18 +968,22 @@ int main(int argc, char **argv)
     uv_timer_init(G.loop, &G.phase_timer);
     uv_timer_init(G.loop, &G.connect_timer);
     uv_timer_init(G.loop, &idle_poll);
+    uv_timer_init(G.loop, &G.step_timer);
     uv_signal_init(G.loop, &G.sigint);
     uv_signal_init(G.loop, &G.sigterm);
     uv_signal_start(&G.sigint, signal_cb, SIGINT);
     uv_signal_start(&G.sigterm, signal_cb, SIGTERM);
     uv_timer_start(&G.connect_timer, connect_timeout_cb, secs_to_ms(G.o.connect_timeout_s), 0);
-    if (G.o.idle && G.o.idle_request)
-        uv_timer_start(&idle_poll, idle_check_cb, 10, 10);
-
     G.phase = PHASE_CONNECT;
-    for (unsigned i = 0; i < G.o.conns && !G.fatal; i++) {
-        G.conns[i].id = i;
-        conn_start(&G.conns[i]);
+    if (G.o.idle) {
+        G.goal = G.o.hold_at ? G.o.hold_at : G.o.conns;
+        uv_timer_start(&idle_poll, idle_check_cb, 5, 5);
+        idle_start_more();
+    } else {
+        for (unsigned i = 0; i < G.o.conns && !G.fatal; i++) {
+            G.conns[i].id = i;
+            conn_start(&G.conns[i]);
+        }
     }
     uv_run(G.loop, UV_RUN_DEFAULT);
 
