@@ -431,3 +431,76 @@ out:
     ltx_abort(&t);
     return rc;
 }
+
+/* --- pages and heads for the admin API ------------------------------------------- */
+
+int pg_ledger_audit_head(struct pg_ledger *l, const char *org, uint64_t *seq)
+{
+    struct ltx t;
+    MDB_val v;
+    uint8_t hash[PG_SHA256_LEN];
+    *seq = 0;
+    if (!org || !org[0])
+        return 0;
+    int rc = ltx_begin(l, false, &t);
+    if (rc != 0)
+        return rc;
+    rc = ltx_get(&t, DB_AUDIT_HEAD, org, strnlen(org, PG_ID_MAX), &v);
+    if (rc == 0 && !head_decode(&v, seq, hash))
+        rc = ltx_fail(&t, MDB_CORRUPTED);
+    else if (rc == PG_ENOTFOUND)
+        rc = 0;
+    ltx_abort(&t);
+    return rc;
+}
+
+int pg_ledger_audit_page(struct pg_ledger *l, const char *org, uint64_t after, size_t limit,
+                         int (*cb)(void *arg, uint64_t seq, const char *json, size_t len),
+                         void *arg, uint64_t *next)
+{
+    if (next)
+        *next = after;
+    if (!org || !org[0] || after == UINT64_MAX)
+        return PG_EPARSE;
+    struct ltx t;
+    MDB_cursor *c;
+    int rc = ltx_begin(l, false, &t);
+    if (rc != 0)
+        return rc;
+    if ((rc = ltx_cursor(&t, DB_AUDIT, &c)) != 0)
+        goto out;
+    uint8_t k[PG_ID_MAX + 16];
+    size_t on = strnlen(org, PG_ID_MAX), found = 0;
+    MDB_val key = { audit_key(k, org, on, after + 1), k }, val;
+    int mrc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
+    for (; mrc == 0 && found < limit; mrc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+        const char *ko;
+        size_t kon;
+        uint64_t seq;
+        if (!key_split(&key, &ko, &kon, &seq) || kon != on || memcmp(ko, org, on) != 0)
+            break;
+        char stack[4096], *line;
+        size_t len;
+        int lrc = export_line(&val, &line, &len, stack, sizeof(stack));
+        if (lrc == PG_EPARSE)
+            continue; /* verify reports it */
+        if (lrc != 0) {
+            rc = lrc;
+            break;
+        }
+        found++;
+        if (next)
+            *next = seq;
+        int stop = cb(arg, seq, line, len);
+        if (line != stack)
+            free(line);
+        if (stop)
+            break;
+    }
+    mdb_cursor_close(c);
+    if (rc == 0 && mrc != 0 && mrc != MDB_NOTFOUND)
+        rc = ltx_fail(&t, mrc);
+out:
+    ltx_abort(&t);
+    return rc;
+}

@@ -17,6 +17,8 @@ const char *const pg_ledger_db_names[DB_COUNT] = {
     [DB_APPROVALS] = "approvals", [DB_AUDIT] = "audit",
     [DB_AUDIT_HEAD] = "audit_head", [DB_EXPIRY] = "expiry",
     [DB_RESPONSES] = "responses", [DB_REVOKED] = "revoked",
+    [DB_SESSIONS] = "sessions",   [DB_SESSION_FAMILIES] = "session_families",
+    [DB_HUMANS] = "humans",
 };
 
 #define DEFAULT_MAP_SIZE (UINT64_C(64) << 20)

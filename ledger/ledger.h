@@ -455,4 +455,96 @@ PG_WUR int pg_ledger_audit_recent(struct pg_ledger *l, const char *org, const ch
                                   size_t max, int (*cb)(void *arg, const char *json, size_t len),
                                   void *arg);
 
+/* --- human sessions on the admin API (sessions.c) ---------------------------
+ *
+ * The admin API's durable state: the key that signs access tokens, refresh
+ * tokens, the last TOTP step each user spent and the recovery codes spent.
+ *   sessions          SHA-256(refresh token) -> {state, family, created,
+ *                     expires, user, org}; the token itself is never stored
+ *   session_families  family id (16 random bytes) -> {state, created,
+ *                     revoked_at, user, org, reason}
+ *   humans            "jwt_key" -> 32 bytes; "totp" \0 user -> last step;
+ *                     "rcode" \0 user \0 hex SHA-256 -> when it was spent
+ * A login opens a family; every refresh rotates inside it: the presented
+ * token is marked ROTATED and a new one issued, in one write transaction.
+ * Presenting a ROTATED token again (a stolen copy, or a client racing
+ * itself) revokes the whole family, so both holders are signed out, and is
+ * audited in the user's org chain ("session_reuse"). Logout revokes the
+ * family. Every function here runs its own transaction; the write ones
+ * wait for the writer's current batch, so keep them off the loop thread.
+ * Errors besides those named: PG_ESTORE, PG_ECRYPTO, PG_EBUSY (read-only
+ * ledger). */
+
+#define PG_SESSION_TOKEN_PREFIX "pgr_"
+#define PG_SESSION_TOKEN_BUF 64        /* "pgr_" + base64url of 32 bytes + NUL */
+#define PG_SESSION_USER_MAX 254        /* an email address, at most */
+#define PG_SESSION_KEY_LEN 32          /* the access-token signing key */
+
+struct pg_session {
+    char user[PG_SESSION_USER_MAX + 1];
+    char org[PG_ID_MAX + 1];
+    char family[33];               /* hex of the family id */
+    int64_t created_at, expires_at;    /* of this refresh token */
+};
+
+/* What a presented refresh token turned out to be. */
+enum pg_session_result {
+    PG_SESSION_OK,                 /* live: rotated (or closed) */
+    PG_SESSION_UNKNOWN,            /* never issued, or malformed */
+    PG_SESSION_EXPIRED,            /* past its expiry (nothing changed) */
+    PG_SESSION_REVOKED,            /* its family was revoked (logout, reuse) */
+    PG_SESSION_REUSED              /* already rotated: the family is now revoked */
+};
+
+/* The access-token signing key: read, or at first use made from 32 random
+ * bytes and stored (write transaction). 0 with key filled. */
+PG_WUR int pg_ledger_jwt_key(struct pg_ledger *l, uint8_t key[PG_SESSION_KEY_LEN]);
+
+/* Opens a new family for `user` of `org` with a first refresh token (256
+ * random bits, "pgr_..." NUL-terminated into token) valid until now + ttl_s,
+ * and audits the sign-in ("login", actor "user:USER", `how` as the note:
+ * "totp", "recovery_code"). *out (may be NULL) describes it. 0, PG_EPARSE
+ * (empty or too long user/org). */
+PG_WUR int pg_ledger_session_open(struct pg_ledger *l, const char *user, const char *org,
+                                  const char *how, int64_t now, uint32_t ttl_s,
+                                  char token[PG_SESSION_TOKEN_BUF], struct pg_session *out);
+
+/* Rotates: in one write transaction, checks the presented token and, when
+ * it is live, marks it ROTATED and writes its successor (same family, new
+ * expiry now + ttl_s) into new_token. *res says what the token was; only OK
+ * fills new_token, and *out (may be NULL) on OK, REUSED and REVOKED names
+ * the session. REUSED revoked the family and audited it in the same
+ * transaction. 0 whenever *res is set (the verdict is data), else an
+ * error. Of two concurrent rotations of one token exactly one gets OK. */
+PG_WUR int pg_ledger_session_rotate(struct pg_ledger *l, struct pg_slice token, int64_t now,
+                                    uint32_t ttl_s, char new_token[PG_SESSION_TOKEN_BUF],
+                                    struct pg_session *out, enum pg_session_result *res);
+
+/* Logout: revokes the family of a live token (OK, audited "logout"). A
+ * ROTATED token is REUSED (family revoked too); others leave all as it is.
+ * 0 with *res, else an error. *out may be NULL. */
+PG_WUR int pg_ledger_session_close(struct pg_ledger *l, struct pg_slice token, int64_t now,
+                                   struct pg_session *out, enum pg_session_result *res);
+
+/* The last TOTP step `user` spent (0 when none). Read transaction. */
+PG_WUR int pg_ledger_totp_last(struct pg_ledger *l, const char *user, uint64_t *last);
+/* Spends TOTP `step` for `user`: 0, or PG_EBUSY when a step at or after it
+ * was already spent (the code was used: refuse the login). */
+PG_WUR int pg_ledger_totp_spend(struct pg_ledger *l, const char *user, uint64_t step);
+/* Spends the recovery code whose hash (pg_recovery_code_hash's hex) is
+ * `hex`: 0, or PG_EBUSY when it was spent before. */
+PG_WUR int pg_ledger_recovery_spend(struct pg_ledger *l, const char *user, const char *hex,
+                                    int64_t now);
+
+/* The head of `org`'s audit chain: *seq 0 when it has no entry. 0,
+ * PG_ESTORE. Read transaction; any thread. */
+PG_WUR int pg_ledger_audit_head(struct pg_ledger *l, const char *org, uint64_t *seq);
+/* At most `limit` entries of `org` with seq > after, oldest first, each as
+ * its export line (see above; valid during the call only). cb returning
+ * non-zero stops. *next (may be NULL) is the last seq passed to cb (or
+ * `after`). 0, PG_EPARSE, PG_ESTORE, PG_ENOMEM. Read transaction. */
+PG_WUR int pg_ledger_audit_page(struct pg_ledger *l, const char *org, uint64_t after, size_t limit,
+                                int (*cb)(void *arg, uint64_t seq, const char *json, size_t len),
+                                void *arg, uint64_t *next);
+
 #endif /* PG_LEDGER_H */

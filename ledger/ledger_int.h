@@ -38,6 +38,9 @@ enum ldb {
     DB_EXPIRY,
     DB_RESPONSES,
     DB_REVOKED,
+    DB_SESSIONS,                     /* admin API: refresh tokens (sessions.c) */
+    DB_SESSION_FAMILIES,
+    DB_HUMANS,                       /* JWT key, last TOTP steps, spent recovery codes */
     DB_COUNT
 };
 
