@@ -20,7 +20,9 @@
 
 /* 0 when `pw` may be a password: at most 72 bytes, at least 10 characters,
  * at least one letter and one digit, no NUL. Else PG_EPARSE with *why (may be
- * NULL) a sentence for the user. */
+ * NULL) a sentence for the user. Characters are UTF-8: malformed UTF-8 and
+ * control characters are refused too; any non-ASCII character counts as a
+ * letter, digits are ASCII 0-9. */
 PG_WUR int pg_password_check(struct pg_slice pw, const char **why);
 
 /* --- TOTP (RFC 6238: HMAC-SHA-1, 6 digits, 30 s steps) -------------------- */
@@ -31,7 +33,7 @@ PG_WUR int pg_password_check(struct pg_slice pw, const char **why);
 #define PG_TOTP_DIGITS 6
 
 /* HOTP value (RFC 4226) of `counter`, reduced to `digits` (6..8). 0 or
- * PG_ECRYPTO / PG_EPARSE. */
+ * PG_ECRYPTO / PG_EPARSE (digits out of range, or n not 1..PG_TOTP_SECRET_MAX). */
 PG_WUR int pg_hotp(const uint8_t *secret, size_t n, uint64_t counter, unsigned digits,
                    uint32_t *out);
 
@@ -84,7 +86,9 @@ struct pg_jwt_claims {
 };
 
 /* Signs the claims (header {"alg":"HS256","typ":"JWT"}) into out, NUL
- * terminated. 0, PG_ETOOBIG, PG_ECRYPTO. */
+ * terminated. 0, PG_ETOOBIG (cap too small, or the token would be longer
+ * than PG_JWT_MAX), PG_ECRYPTO (also for an empty key), PG_ENOMEM (also for
+ * a claim that is not UTF-8). */
 PG_WUR int pg_jwt_sign(const uint8_t *key, size_t keylen, const struct pg_jwt_claims *c,
                        char *out, size_t cap);
 
