@@ -354,6 +354,8 @@ void pg_config_free(struct pg_config *cfg)
         free(u->org);
         free(u->password_hash);
         free(u->totp_ref);
+        OPENSSL_cleanse(u->totp_secret, sizeof u->totp_secret);
+        free_list(u->recovery_hashes, u->nrecovery);
     }
     free(cfg->users);
     for (size_t i = 0; cfg->agents && i < cfg->nagents; i++) {

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 
 #include "common/pg.h"
+#include "auth/human.h"
 #include "policy/urlguard.h"
 
 /* A listen address as written ("127.0.0.1:8402", "[::1]:8402") and parsed. */
@@ -89,11 +90,21 @@ struct pg_org {
 enum pg_role { PG_ROLE_VIEWER, PG_ROLE_APPROVER, PG_ROLE_ADMIN, PG_ROLE_OWNER };
 
 struct pg_user {
-    char *email;
+    char *email;                   /* lower-cased at load (unique, case folded) */
     char *org;
     enum pg_role role;
     char *password_hash;           /* "$2b$..." */
-    char *totp_ref;                /* sealed reference or NULL */
+    char *totp_ref;                /* "sealed:v1:..." or "env:NAME" as written; NULL: no TOTP */
+    /* The TOTP seed: the base32 text in totp_ref, unsealed (AAD
+     * "users[I].totp") or read from the environment, decoded to 16..64
+     * bytes. totp_len 0 until resolved; wiped by pg_config_free. */
+    uint8_t totp_secret[PG_TOTP_SECRET_MAX];
+    size_t totp_len;
+    /* users[].recovery_codes: lower-case hex SHA-256 of each recovery code
+     * (pg_recovery_code_hash), at most PG_RECOVERY_CODES; spent ones are
+     * the ledger's to remember. */
+    char **recovery_hashes;
+    size_t nrecovery;
 };
 
 struct pg_agent {

@@ -1030,7 +1030,8 @@ static void load_policies(struct cfg_loader *ld, const yaml_node_t *n)
 
 /* ---- users ------------------------------------------------------------- */
 
-#define USER_KEYS(X) X(U_, email) X(U_, org) X(U_, role) X(U_, password) X(U_, totp)
+#define USER_KEYS(X)                                                                               \
+    X(U_, email) X(U_, org) X(U_, role) X(U_, password) X(U_, totp) X(U_, recovery_codes)
 enum { USER_KEYS(KEY_ENUM) U_COUNT };
 static const char *const user_keys[] = {USER_KEYS(KEY_NAME)};
 
@@ -1055,6 +1056,85 @@ static const char *hash_field(struct cfg_loader *ld, const yaml_node_t *n, const
     else
         cfg_report(ld, n, "%s: %s", path, why);
     return NULL;
+}
+
+/* users[I].totp: the base32 TOTP seed, sealed (AAD "users[I].totp") or in
+ * the environment, never in clear. Resolved, it is decoded into
+ * u->totp_secret; a seed under 128 bits is refused (RFC 4226 asks for at
+ * least that). Messages name the path, never the seed. */
+static void load_totp(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                      struct pg_user *u)
+{
+    const char *s = cfg_str(ld, n, path);
+    const char *why;
+    char *seed = NULL;
+
+    if (!s)
+        return;
+    switch (cfg_secret_classify(s, &why)) {
+    case CFG_SECRET_BAD:
+        cfg_report(ld, n, "%s: %s", path, why);
+        return;
+    case CFG_SECRET_PLAIN:
+        cfg_report(ld, n,
+                   "%s: a TOTP seed must not be written in clear; make a sealed one with "
+                   "`payguard user totp` (or write \"env:NAME\")",
+                   path);
+        return;
+    case CFG_SECRET_SEALED:
+        if (pg_seal_check(pg_slice_cstr(s)) != 0) {
+            cfg_report(ld, n,
+                       "%s: sealed value is truncated or damaged; make a new one with "
+                       "`payguard user totp`",
+                       path);
+            return;
+        }
+        u->totp_ref = cfg_dup(ld, s);
+        if (ld->resolve)
+            unseal_secret(ld, n, path, s, &seed);
+        break;
+    case CFG_SECRET_ENV:
+        u->totp_ref = cfg_dup(ld, s);
+        if (ld->resolve) {
+            const char *e = getenv(s + 4);
+            if (!e || !*e)
+                cfg_report(ld, n, "%s: environment variable %s is %s", path, s + 4,
+                           e ? "empty" : "not set");
+            else
+                seed = cfg_dup(ld, e);
+        }
+        break;
+    }
+    if (!seed)
+        return;
+    int len = pg_base32_decode(pg_slice_cstr(seed), u->totp_secret, sizeof u->totp_secret);
+    if (len < 16) {
+        OPENSSL_cleanse(u->totp_secret, sizeof u->totp_secret);
+        cfg_report(ld, n, "%s: the TOTP seed is not base32 of 16 to %d bytes", path,
+                   PG_TOTP_SECRET_MAX);
+    } else {
+        u->totp_len = (size_t)len;
+    }
+    OPENSSL_cleanse(seed, strlen(seed));
+    free(seed);
+}
+
+/* One recovery_codes entry: what `payguard user totp` prints for a code. */
+static bool recovery_hash_ok(struct cfg_loader *ld, const yaml_node_t *item, const char *path,
+                             const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f') ||
+              (s[n] >= 'A' && s[n] <= 'F')))
+            break;
+    if (n == 64 && !s[n])
+        return true;
+    cfg_report(ld, item,
+               "%s: must be the SHA-256 of a recovery code in hex (64 characters), as "
+               "`payguard user totp` prints it; never the code itself",
+               path);
+    return false;
 }
 
 static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
@@ -1092,6 +1172,9 @@ static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
             const char *s = checked(ld, v[U_email], P("email"), cfg_email_check);
             if (s) {
                 u->email = cfg_dup(ld, s);
+                for (char *c = u->email; c && *c; c++)
+                    if (*c >= 'A' && *c <= 'Z')
+                        *c = (char)(*c + 32);
                 emails[nemails++] = v[U_email];
             }
         }
@@ -1109,14 +1192,14 @@ static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
             u->password_hash =
                 cfg_dup(ld, hash_field(ld, v[U_password], P("password"), "password",
                                        "make one with htpasswd -nbBC 12 '' PASSWORD"));
-        if (v[U_totp]) {
-            const char *s = cfg_str(ld, v[U_totp], P("totp"));
-            const char *why = s ? cfg_sealed_check(s) : NULL;
-            if (why)
-                cfg_report(ld, v[U_totp], "%s: %s; TOTP seeds are stored sealed", path, why);
-            else if (s)
-                u->totp_ref = cfg_dup(ld, s);
-        }
+        if (v[U_totp])
+            load_totp(ld, v[U_totp], P("totp"), u);
+        if (v[U_recovery_codes] &&
+            cfg_str_list(ld, v[U_recovery_codes], P("recovery_codes"), recovery_hash_ok, true,
+                         &u->recovery_hashes, &u->nrecovery) &&
+            cfg_seq_len(v[U_recovery_codes]) > PG_RECOVERY_CODES)
+            cfg_report(ld, v[U_recovery_codes], "%s: at most %d recovery codes (found %zu)", path,
+                       PG_RECOVERY_CODES, cfg_seq_len(v[U_recovery_codes]));
     }
     cfg_report_dups(ld, emails, nemails, true, "user", "");
     free(emails);

@@ -4,6 +4,7 @@
  * process works there), so messages start with "payguard.yaml:". */
 #include "common/pg.h"
 #include "config/config.h"
+#include "crypto/crypto.h"
 #include "policy/tz.h"
 
 #include <arpa/inet.h>
@@ -1795,6 +1796,7 @@ static void timezones_must_exist_and_stay_inside_zoneinfo(void **state)
 static void users_are_checked(void **state)
 {
     (void)state;
+    assert_int_equal(setenv("PG_TEST_TOTP", "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 1), 0);
     struct pg_config *cfg = load_ok(
         MINIMAL "orgs: {acme: {}}\n"
                 "users:\n"
@@ -1802,11 +1804,12 @@ static void users_are_checked(void **state)
                 "    org: acme\n"
                 "    role: owner\n"
                 "    password: \"$2y$12$c8EmyI6MDiMPvJLosKpHqexPVqnbKkkrngcWQCn08gdpBLQ6b1xyG\"\n"
-                "    totp: sealed:v1:c2VlZA\n",
+                "    totp: env:PG_TEST_TOTP\n",
         true);
     assert_int_equal(cfg->users[0].role, PG_ROLE_OWNER);
     assert_string_equal(cfg->users[0].org, "acme");
-    assert_string_equal(cfg->users[0].totp_ref, "sealed:v1:c2VlZA");
+    assert_string_equal(cfg->users[0].totp_ref, "env:PG_TEST_TOTP");
+    assert_int_equal(cfg->users[0].totp_len, 20);
     pg_config_free(cfg);
 
     EXPECT_ERRORS(MINIMAL
@@ -1832,8 +1835,8 @@ static void users_are_checked(void **state)
                   "approver, admin or owner)",
                   "payguard.yaml:10:15: users[0].password: must be the bcrypt hash of the "
                   "password, not the password itself (make one with htpasswd -nbBC 12 '' PASSWORD)",
-                  "payguard.yaml:11:11: users[0].totp: must be a sealed value (\"sealed:v1:...\"); "
-                  "TOTP seeds are stored sealed",
+                  "payguard.yaml:11:11: users[0].totp: a TOTP seed must not be written in clear; "
+                  "make a sealed one with `payguard user totp` (or write \"env:NAME\")",
                   "payguard.yaml:15:15: users[1].password: is not a complete bcrypt hash "
                   "(a $2b$ hash is 60 characters long)",
                   "payguard.yaml:19:15: users[2].password: bcrypt cost must be between 04 and 31",
@@ -1993,6 +1996,137 @@ static void many_problems_are_capped(void **state)
     pg_config_errors_free(&errs);
 }
 
+/* ---- users: TOTP seeds and recovery codes --------------------------------------- */
+
+#define USER_AT_7(email)                                                                           \
+    "  - email: " email "\n"                                                                       \
+    "    org: acme\n"                                                                              \
+    "    role: viewer\n"                                                                           \
+    "    password: \"" HASH "\"\n"
+
+#define TOTP_PASS "correct horse battery staple 7"
+#define RFC_SEED_B32 "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ" /* "12345678901234567890" */
+
+/* A sealed seed opens only at users[I].totp for its own I. */
+static void users_totp_sealed_opens_at_its_path(void **state)
+{
+    (void)state;
+    char sealed[PG_SEAL_TEXT_BUF], yaml[PG_SEAL_TEXT_BUF + 1024];
+    struct pg_config *cfg;
+
+    assert_int_equal(setenv("PAYGUARD_MASTER_KEY", TOTP_PASS, 1), 0);
+    assert_true(pg_seal(PG_SLICE(TOTP_PASS), PG_SLICE("users[1].totp"), PG_SLICE(RFC_SEED_B32),
+                        sealed, sizeof sealed) > 0);
+    snprintf(yaml, sizeof yaml,
+             MINIMAL "orgs: {acme: {}}\n"
+                     "users:\n" USER_AT_7("a@acme.test") USER_AT_7("b@acme.test") "    totp: %s\n",
+             sealed);
+    cfg = load_ok(yaml, true);
+    assert_null(cfg->users[0].totp_ref);
+    assert_int_equal(cfg->users[0].totp_len, 0);
+    assert_string_equal(cfg->users[1].totp_ref, sealed);
+    assert_int_equal(cfg->users[1].totp_len, 20);
+    assert_memory_equal(cfg->users[1].totp_secret, "12345678901234567890", 20);
+    pg_config_free(cfg);
+
+    /* not resolved: the reference is kept, nothing opened */
+    assert_int_equal(unsetenv("PAYGUARD_MASTER_KEY"), 0);
+    cfg = load_ok(yaml, false);
+    assert_string_equal(cfg->users[1].totp_ref, sealed);
+    assert_int_equal(cfg->users[1].totp_len, 0);
+    pg_config_free(cfg);
+
+    /* the same value moved to users[0] does not open there */
+    snprintf(yaml, sizeof yaml,
+             MINIMAL "orgs: {acme: {}}\n"
+                     "users:\n" USER_AT_7("a@acme.test") "    totp: %s\n",
+             sealed);
+    EXPECT_ERRORS(yaml, "payguard.yaml:11:11: users[0].totp is sealed but PAYGUARD_MASTER_KEY "
+                        "is not set");
+    assert_int_equal(setenv("PAYGUARD_MASTER_KEY", TOTP_PASS, 1), 0);
+    EXPECT_ERRORS(yaml, "payguard.yaml:11:11: users[0].totp: cannot unseal (wrong master key, or "
+                        "the value was altered or moved from another key)");
+    assert_int_equal(unsetenv("PAYGUARD_MASTER_KEY"), 0);
+}
+
+static void users_totp_problems(void **state)
+{
+    (void)state;
+    assert_int_equal(unsetenv("PG_TEST_UNSET"), 0);
+    assert_int_equal(setenv("PG_TEST_NOT_B32", "not base32!", 1), 0);
+    assert_int_equal(setenv("PG_TEST_SHORT", "JBSWY3DPEHPK3PXP", 1), 0); /* 10 bytes */
+    EXPECT_ERRORS(MINIMAL "orgs: {acme: {}}\n"
+                          "users:\n" USER_AT_7("a@acme.test") "    totp: env:PG_TEST_UNSET\n"
+                          USER_AT_7("b@acme.test") "    totp: env:PG_TEST_NOT_B32\n"
+                          USER_AT_7("c@acme.test") "    totp: env:PG_TEST_SHORT\n"
+                          USER_AT_7("d@acme.test") "    totp: sealed:v2:abc\n"
+                          USER_AT_7("e@acme.test") "    totp: sealed:v1:AAECAwQFBgcICQoLDA0ODxAREhM-_w\n"
+                          USER_AT_7("f@acme.test") "    totp: [x]\n",
+                  "payguard.yaml:11:11: users[0].totp: environment variable PG_TEST_UNSET is not set",
+                  "payguard.yaml:16:11: users[1].totp: the TOTP seed is not base32 of 16 to 64 bytes",
+                  "payguard.yaml:21:11: users[2].totp: the TOTP seed is not base32 of 16 to 64 bytes",
+                  "payguard.yaml:26:11: users[3].totp: unknown sealed format (expected "
+                  "\"sealed:v1:...\")",
+                  "payguard.yaml:31:11: users[4].totp: sealed value is truncated or damaged; make a "
+                  "new one with `payguard user totp`",
+                  "payguard.yaml:36:11: users[5].totp: expected a string, got a list");
+    /* without resolving, an env: seed is only a reference */
+    struct pg_config *cfg = load_ok(MINIMAL "orgs: {acme: {}}\n"
+                                            "users:\n" USER_AT_7("a@acme.test")
+                                            "    totp: env:PG_TEST_UNSET\n",
+                                    false);
+    assert_string_equal(cfg->users[0].totp_ref, "env:PG_TEST_UNSET");
+    assert_int_equal(cfg->users[0].totp_len, 0);
+    pg_config_free(cfg);
+    unsetenv("PG_TEST_NOT_B32");
+    unsetenv("PG_TEST_SHORT");
+}
+
+#define H64(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c \
+    c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c
+
+static void users_recovery_codes_and_emails(void **state)
+{
+    (void)state;
+    struct pg_config *cfg = load_ok(MINIMAL "orgs: {acme: {}}\n"
+                                            "users:\n" USER_AT_7("Ana@Acme.Test")
+                                            "    recovery_codes: [" H64("a") ", " H64("B") "]\n"
+                                            USER_AT_7("bo@acme.test"),
+                                    true);
+    assert_string_equal(cfg->users[0].email, "ana@acme.test");
+    assert_int_equal(cfg->users[0].nrecovery, 2);
+    assert_string_equal(cfg->users[0].recovery_hashes[0], H64("a"));
+    assert_string_equal(cfg->users[0].recovery_hashes[1], H64("b"));
+    assert_int_equal(cfg->users[1].nrecovery, 0);
+    assert_null(cfg->users[1].recovery_hashes);
+    pg_config_free(cfg);
+
+    EXPECT_ERRORS(MINIMAL "orgs: {acme: {}}\n"
+                          "users:\n" USER_AT_7("a@acme.test")
+                          "    recovery_codes:\n"
+                          "      - abcde-fghij-klmno-pqrst\n"
+                          "      - " H64("1") "\n"
+                          "      - " H64("1") "\n"
+                          "      - " H64("g") "\n"
+                          USER_AT_7("b@acme.test")
+                          "    recovery_codes: [" H64("0") ", " H64("1") ", " H64("2") ", " H64("3")
+                          ", " H64("4") ", " H64("5") ", " H64("6") ", " H64("7") ", " H64("8")
+                          ", " H64("9") ", " H64("a") "]\n"
+                          USER_AT_7("c@acme.test")
+                          "    recovery_codes: " H64("a") "\n",
+                  "payguard.yaml:12:9: users[0].recovery_codes[0]: must be the SHA-256 of a "
+                  "recovery code in hex (64 characters), as `payguard user totp` prints it; never "
+                  "the code itself",
+                  "payguard.yaml:14:9: duplicate entry \"" H64("1") "\" in "
+                  "users[0].recovery_codes (first at line 13, column 9)",
+                  "payguard.yaml:15:9: users[0].recovery_codes[3]: must be the SHA-256 of a "
+                  "recovery code in hex (64 characters), as `payguard user totp` prints it; never "
+                  "the code itself",
+                  "payguard.yaml:20:21: users[1].recovery_codes: at most 10 recovery codes (found 11)",
+                  "payguard.yaml:25:21: users[2].recovery_codes: expected a list (e.g. [a, b] or "
+                  "lines starting with \"- \"), got a string");
+}
+
 /* ---- runner -------------------------------------------------------------------- */
 
 /* The tests read the example and fixtures from the source tree: the current
@@ -2062,6 +2196,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(limits_have_bounds),
         cmocka_unit_test(lookups_match_whole_names),
         cmocka_unit_test(many_problems_are_capped),
+        cmocka_unit_test(users_totp_sealed_opens_at_its_path),
+        cmocka_unit_test(users_totp_problems),
+        cmocka_unit_test(users_recovery_codes_and_emails),
     };
     char tmpl[] = "/tmp/payguard-test-config.XXXXXX";
 
