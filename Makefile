@@ -104,7 +104,7 @@ unit: build
 
 bench: deps
 	@$(MAKE) --no-print-directory MODE=release build
-	@bench/run.sh
+	@bench/run.sh --publish
 
 bench-quick: deps
 	@$(MAKE) --no-print-directory MODE=release build

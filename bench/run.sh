@@ -3,13 +3,18 @@
 # the mock rail, through nginx as a plain reverse proxy, and through payguard,
 # in alternation: a read (GET /v1/balance, no ledger) and a payment (POST
 # /v1/payment_intents with a fresh Idempotency-Key each, through payguard's
-# durable ledger); plus the disk's durable-commit ceiling (commit_ceiling),
-# the policy microbenchmark (policy_bench) and payguard's memory with 1,000
-# idle keep-alive connections. Builds nothing: `make bench` builds the
-# release tree first. Everything listens on 127.0.0.1 and is killed on exit.
+# durable ledger), at 1, 32 and 256 connections; plus the disk's durable-commit
+# ceiling (commit_ceiling), the policy microbenchmark (policy_bench) and
+# payguard's memory with 1,000 and 10,000 idle keep-alive connections. Builds
+# nothing: `make bench` builds the release tree first. Everything listens on
+# 127.0.0.1 and is killed on exit.
 #
-#   bench/run.sh            full run (~4.5 min): writes bench/RESULTS.md
+#   bench/run.sh            full run (<5 min): writes bench/out/RESULTS.md and
+#                           bench/out/latency.svg (a busy machine's figures stay there)
+#   bench/run.sh --publish  the same, written to bench/RESULTS.md and bench/latency.svg
+#                           (what `make bench` runs: do it on a quiet machine)
 #   bench/run.sh --quick    one short round (<30 s): writes bench/out/RESULTS.quick.md
+#                           and bench/out/latency.quick.svg
 #   bench/run.sh --profile  CPU time and syscalls per request (payguard vs nginx,
 #                           perf stat), then payguard under load with perf record:
 #                           writes bench/out/profile.txt (needs perf)
@@ -22,14 +27,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=full
-case "${1:-}" in
-    "") ;;
-    --quick) mode=quick ;;
-    --profile) mode=profile ;;
-    --profile-payments) mode=profile_pay ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "bench: unknown option $1 (see bench/run.sh --help)" >&2; exit 2 ;;
-esac
+publish=
+for arg in "$@"; do
+    case "$arg" in
+        --quick) mode=quick ;;
+        --profile) mode=profile ;;
+        --profile-payments) mode=profile_pay ;;
+        --publish) publish=1 ;;
+        -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "bench: unknown option $arg (see bench/run.sh --help)" >&2; exit 2 ;;
+    esac
+done
+[ -z "$publish" ] || [ "$mode" = full ] || { echo "bench: --publish goes with the full run only" >&2; exit 2; }
 
 BUILD=build/release
 LOADGEN=$BUILD/bench/loadgen
@@ -42,7 +51,12 @@ OUT=bench/out
 SECRET=sk_test_bench
 PATH_REQ=/v1/balance
 CONNS=32
+HI_CONNS=256
+# Memory: held idle connections, read at IDLE_CONNS then at IDLE_MAX (one loadgen run,
+# IDLE_RAMP being set up at a time); the goal is on the growth between the two.
 IDLE_CONNS=1000
+IDLE_MAX=10000
+IDLE_RAMP=64
 # The payment: every rule of the bench policy runs on it and passes.
 PAY_PATH=/v1/payment_intents
 PAY_BODY='amount=1000&currency=usd&transfer_data[destination]=acct_1TrustedBench'
@@ -50,27 +64,30 @@ PAY_CONNS=64
 READ_REQ=(-p "$PATH_REQ")
 PAY_REQ=(-m POST -p "$PAY_PATH" -b "$PAY_BODY" --unique-idempotency)
 
-# *_ROUNDS rounds of *_WARM s warm-up + *_MEASURE s measured per target.
-# PAY32: payments at $CONNS connections, beside the reads. CEIL_*: commit_ceiling.
+# *_ROUNDS rounds of *_WARM s warm-up + *_MEASURE s measured per target. Reads at $CONNS
+# (ROUNDS, WARM, MEASURE), pinned (PIN_), at one connection (C1_) and at $HI_CONNS (HI_);
+# payments at $PAY_CONNS (PAY_), $CONNS (PAY32_), $HI_CONNS (PAYHI_) and one (PAYC1_).
+# CEIL_*: commit_ceiling. The full run's sum stays under 5 minutes with its overheads.
 if [ "$mode" = quick ]; then
-    ROUNDS=1; WARM=0.5; MEASURE=1; C1_WARM=0.2; C1_MEASURE=0.8; C1_ROUNDS=1; IDLE_HOLD=0.5
-    PIN_ROUNDS=1; PIN_WARM=0.3; PIN_MEASURE=1
-    PAY_ROUNDS=1; PAY_WARM=0.5; PAY_MEASURE=1; PAY32_ROUNDS=0
-    PAYC1_ROUNDS=1; PAYC1_WARM=0.2; PAYC1_MEASURE=0.8
+    ROUNDS=1; WARM=0.3; MEASURE=0.8; C1_WARM=0.1; C1_MEASURE=0.5; C1_ROUNDS=1; IDLE_HOLD=0.3
+    PIN_ROUNDS=0; HI_ROUNDS=1; HI_WARM=0.2; HI_MEASURE=0.5
+    PAY_ROUNDS=1; PAY_WARM=0.3; PAY_MEASURE=0.8; PAY32_ROUNDS=0; PAYHI_ROUNDS=1; PAYHI_WARM=0.2; PAYHI_MEASURE=0.5
+    PAYC1_ROUNDS=1; PAYC1_WARM=0.1; PAYC1_MEASURE=0.5
     CEIL_WARM=0.1; CEIL_MEASURE=0.5; POLICY_ROUNDS=1
 elif [ "$mode" = profile ] || [ "$mode" = profile_pay ]; then
-    ROUNDS=0; WARM=2; MEASURE=10; C1_ROUNDS=0; IDLE_HOLD=0; PIN_ROUNDS=0
-    PAY_ROUNDS=0; PAY32_ROUNDS=0; PAYC1_ROUNDS=0
+    ROUNDS=0; WARM=2; MEASURE=10; C1_ROUNDS=0; IDLE_HOLD=0; PIN_ROUNDS=0; HI_ROUNDS=0
+    PAY_ROUNDS=0; PAY32_ROUNDS=0; PAYHI_ROUNDS=0; PAYC1_ROUNDS=0
 else
-    ROUNDS=4; WARM=1; MEASURE=4; C1_WARM=0.5; C1_MEASURE=2.5; C1_ROUNDS=3; IDLE_HOLD=2
-    PIN_ROUNDS=2; PIN_WARM=1; PIN_MEASURE=3
-    PAY_ROUNDS=3; PAY_WARM=1; PAY_MEASURE=4; PAY32_ROUNDS=2; PAY32_WARM=1; PAY32_MEASURE=3
-    PAYC1_ROUNDS=3; PAYC1_WARM=0.5; PAYC1_MEASURE=2.5
+    ROUNDS=3; WARM=1; MEASURE=3; C1_WARM=0.3; C1_MEASURE=1.7; C1_ROUNDS=3; IDLE_HOLD=1
+    PIN_ROUNDS=3; PIN_WARM=0.5; PIN_MEASURE=2; HI_ROUNDS=3; HI_WARM=0.5; HI_MEASURE=2.5
+    PAY_ROUNDS=3; PAY_WARM=1; PAY_MEASURE=3; PAY32_ROUNDS=3; PAY32_WARM=0.5; PAY32_MEASURE=2
+    PAYHI_ROUNDS=3; PAYHI_WARM=0.5; PAYHI_MEASURE=2.5
+    PAYC1_ROUNDS=3; PAYC1_WARM=0.3; PAYC1_MEASURE=1.7
     CEIL_WARM=0.5; CEIL_MEASURE=3; POLICY_ROUNDS=7
 fi
 SCRIPT_START=$(date +%s)
 
-say() { printf 'bench: %s\n' "$*" >&2; }
+say() { printf 'bench: [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 for b in "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$LEDGER_INFO" "$COMMIT_CEILING" "$POLICY_BENCH"; do
@@ -88,10 +105,11 @@ if ! command -v nginx >/dev/null 2>&1; then
 fi
 NGINX=$(command -v nginx)
 
-# 1,000 connections need as many descriptors in loadgen and in payguard.
+# 10,000 connections need as many descriptors in loadgen and in the proxy (plus its
+# rail connections): raised here, inherited by every process the script starts.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE_CONNS + 200)) ] \
-    || say "ulimit -n is $(ulimit -n): the $IDLE_CONNS-connection memory test may fail"
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((IDLE_MAX + 1000)) ] \
+    || die "ulimit -n is $(ulimit -n) and cannot be raised: the $IDLE_MAX-connection memory test needs $((IDLE_MAX + 1000))"
 
 mkdir -p "$OUT"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/payguard-bench.XXXXXX")
@@ -188,7 +206,9 @@ master_process on;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
 worker_rlimit_nofile 65536;
-events { worker_connections 8192; }
+# Room for the memory test's $IDLE_MAX clients and their rail connections; nginx
+# allocates and touches every slot at start, so no more than that.
+events { worker_connections $((IDLE_MAX + 752)); }
 http {
     log_format bench '{"time":"\$time_iso8601","method":"\$request_method","path":"\$uri",'
                      '"status":\$status,"bytes_in":\$request_length,"bytes_out":\$bytes_sent,'
@@ -203,7 +223,7 @@ http {
     keepalive_timeout 60s;
     upstream rail {
         server 127.0.0.1:$MOCK_PORT;
-        keepalive 64;
+        keepalive 256;
         keepalive_requests 1000000;
     }
     server {
@@ -252,7 +272,10 @@ rails:
     upstream: http://127.0.0.1:$MOCK_PORT
     secret: env:BENCH_STRIPE_SECRET
     allow_http: true
-    pool_size: 64
+    pool_size: 256
+# Room for the memory test's 10,000 held connections and the script's own.
+limits:
+  max_connections: 20000
 orgs:
   bench:
     timezone: Europe/Paris
@@ -339,14 +362,14 @@ loadgen() {
 
 # One short check per target: a 2xx, or stop before wasting minutes.
 for t in "${TARGETS[@]}"; do
-    r=$(loadgen "$t" 1 0 0.2)
+    r=$(loadgen "$t" 1 0 0.1)
     [ "$(jnum "$r" ok)" -gt 0 ] && [ "$(jnum "$r" non2xx)" = 0 ] \
         || die "$t does not answer GET $PATH_REQ with 2xx: $r"
 done
 REQ=("${PAY_REQ[@]}")
 for t in "${PAY_TARGETS[@]}"; do
     [ "$mode" != profile ] || break
-    r=$(loadgen "$t" 1 0 0.2)
+    r=$(loadgen "$t" 1 0 0.1)
     [ "$(jnum "$r" ok)" -gt 0 ] && [ "$(jnum "$r" non2xx)" = 0 ] \
         || die "$t does not answer POST $PAY_PATH with 2xx: $r (payguard's log: $(tail -2 "$TMP/payguard.log"))"
 done
@@ -568,32 +591,50 @@ FS_DESC=$(cat "$TMP/fs_desc")
 SAME_FS=no
 [ "$(stat -c %d "$TMP")" = "$(stat -c %d .)" ] && SAME_FS=yes
 
-# --- memory: payguard (and nginx, for scale) with 1,000 idle keep-alive connections ---
-# First bare connections (accepted, nothing sent); then connections that each send one
-# request, so their keep-alive state exists (and the proxy opened rail connections for
-# 1,000 concurrent requests), then idle.
-idle_rss() { # target pid [--no-request] -> "rss_kb hwm_kb"
-    local t=$1 pid=$2 lg rss
-    "$LOADGEN" --idle ${3:-} -c "$IDLE_CONNS" -d "$IDLE_HOLD" --connect-timeout 20 -p "$PATH_REQ" \
-        -H "Authorization: ${AUTH[$t]}" "${ADDR[$t]}" >"$TMP/idle-$t.out" 2>"$TMP/idle-$t.err" &
+# --- memory: payguard (and nginx, for scale) with 1,000 and 10,000 idle connections ---
+# First $IDLE_CONNS bare connections (accepted, nothing sent); then, in one loadgen run,
+# connections that each send one request (so their keep-alive state exists) and stay
+# open idle: $IDLE_RAMP at a time are being set up, so the proxy needs few rail
+# connections; held at $IDLE_CONNS, then at $IDLE_MAX. The goal is on the growth
+# between the two readings: what one more idle connection costs.
+idle_rss() { # target pid -> "rss_bare_kb rss_1k_kb rss_10k_kb hwm_kb"
+    local t=$1 pid=$2 lg bare r1 r2
+    "$LOADGEN" --idle --no-request -c "$IDLE_CONNS" -d "$IDLE_HOLD" --connect-timeout 20 \
+        "${ADDR[$t]}" >"$TMP/bare-$t.out" 2>"$TMP/bare-$t.err" &
     lg=$!
-    wait_for_line '^loadgen: holding ' 25 "$TMP/idle-$t.err" "$lg" \
-        || die "$t: $IDLE_CONNS idle connections failed: $(cat "$TMP/idle-$t.err")"
+    wait_for_line '^loadgen: holding ' 25 "$TMP/bare-$t.err" "$lg" \
+        || die "$t: $IDLE_CONNS bare connections failed: $(cat "$TMP/bare-$t.err")"
     sleep 0.2
-    rss=$(kb VmRSS "$pid")
+    bare=$(kb VmRSS "$pid")
+    wait "$lg" || die "$t: bare connections run failed: $(cat "$TMP/bare-$t.err")"
+    "$LOADGEN" --idle -c "$IDLE_MAX" --hold-at "$IDLE_CONNS" --ramp "$IDLE_RAMP" -d "$IDLE_HOLD" \
+        --connect-timeout 30 -p "$PATH_REQ" -H "Authorization: ${AUTH[$t]}" "${ADDR[$t]}" \
+        >"$TMP/idle-$t.out" 2>"$TMP/idle-$t.err" &
+    lg=$!
+    wait_for_line "^loadgen: holding $IDLE_CONNS " 35 "$TMP/idle-$t.err" "$lg" \
+        || die "$t: $IDLE_CONNS idle keep-alive connections failed: $(cat "$TMP/idle-$t.err")"
+    sleep 0.2
+    r1=$(kb VmRSS "$pid")
+    wait_for_line "^loadgen: holding $IDLE_MAX " 35 "$TMP/idle-$t.err" "$lg" \
+        || die "$t: $IDLE_MAX idle keep-alive connections failed: $(cat "$TMP/idle-$t.err")"
+    sleep 0.2
+    r2=$(kb VmRSS "$pid")
     wait "$lg" || die "$t: idle run failed: $(cat "$TMP/idle-$t.err")"
-    echo "$rss $(kb VmHWM "$pid")"
+    [ "$(jnum "$(cat "$TMP/idle-$t.out")" non2xx)" = 0 ] \
+        || say "warning: $t answered non-2xx to held connections: $(cat "$TMP/idle-$t.out")"
+    echo "$bare $r1 $r2 $(kb VmHWM "$pid")"
 }
-say "memory: $IDLE_CONNS idle keep-alive connections"
+say "memory: $IDLE_CONNS bare connections, then $IDLE_CONNS and $IDLE_MAX idle keep-alive connections"
 # VmHWM is refreshed lazily by the kernel and can read below an earlier VmRSS: the peak
 # reported is the largest of every VmRSS and VmHWM read.
 max_kb() { printf '%s\n' "$@" | sort -n | tail -1; }
-read -r PG_RSS_BARE _ < <(idle_rss payguard "$PG_PID" --no-request)
-read -r PG_RSS_IDLE PG_HWM_IDLE < <(idle_rss payguard "$PG_PID")
+# Not in a subshell: a failure stops the script.
+idle_rss payguard "$PG_PID" >"$TMP/mem-payguard"
+read -r PG_RSS_BARE PG_RSS_IDLE PG_RSS_MAX PG_HWM_IDLE <"$TMP/mem-payguard"
 NGX_WORKER=$(awk '{print $1}' "/proc/$NGINX_w1_PID/task/$NGINX_w1_PID/children")
 NGX_RSS_START=$(kb VmRSS "$NGX_WORKER")
-read -r NGX_RSS_BARE _ < <(idle_rss nginx1 "$NGX_WORKER" --no-request)
-read -r NGX_RSS_IDLE NGX_HWM_IDLE < <(idle_rss nginx1 "$NGX_WORKER")
+idle_rss nginx1 "$NGX_WORKER" >"$TMP/mem-nginx1"
+read -r NGX_RSS_BARE NGX_RSS_IDLE NGX_RSS_MAX NGX_HWM_IDLE <"$TMP/mem-nginx1"
 
 # --- CPU accounting --------------------------------------------------------------------
 # CPU time per request of the process under test, from /proc/PID/stat, over the whole
@@ -715,9 +756,10 @@ measure() {
 }
 
 # --- throughput: c=32, targets in alternation A B C D A B C D ... ---------------------
-declare -A RPS P50 P99 P90 P999 C1P50 C1P99 CPU RAILCPU LGCPU NBR
+declare -A RPS P50 P99 P90 P999 C1P50 C1P90 C1P99 C1P999 CPU RAILCPU LGCPU NBR
 for t in "${TARGETS[@]}"; do
-    RPS[$t]=""; P50[$t]=""; P90[$t]=""; P99[$t]=""; P999[$t]=""; C1P50[$t]=""; C1P99[$t]=""
+    RPS[$t]=""; P50[$t]=""; P90[$t]=""; P99[$t]=""; P999[$t]=""
+    C1P50[$t]=""; C1P90[$t]=""; C1P99[$t]=""; C1P999[$t]=""
     CPU[$t]=""; RAILCPU[$t]=""; LGCPU[$t]=""; NBR[$t]=""
 done
 BUSY0=$(busy_snapshot)
@@ -766,49 +808,63 @@ for round in $(seq "$C1_ROUNDS"); do
     for t in "${C1_TARGETS[@]}"; do
         measure "$t" 1 "$C1_WARM" "$C1_MEASURE"
         csv_row c1 "$round" "$t" "$R" "$SCPU" "$RCPU"
-        C1P50[$t]+=" $(jnum "$R" p50_us)"; C1P99[$t]+=" $(jnum "$R" p99_us)"
+        C1P50[$t]+=" $(jnum "$R" p50_us)"; C1P90[$t]+=" $(jnum "$R" p90_us)"
+        C1P99[$t]+=" $(jnum "$R" p99_us)"; C1P999[$t]+=" $(jnum "$R" p999_us)"
         say "c=1 round $round/$C1_ROUNDS $t: p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us"
     done
 done
 
-# --- payments: POST /v1/payment_intents, a fresh Idempotency-Key on each -----------------
-# Direct and nginx pass the payment to the rail; payguard decides it, reserves and audits
-# it in the ledger (a durable group commit) before the rail call, and settles and stores
-# the rail's answer (a second one) before the agent gets it. The ledger keeps growing
-# from round to round, as it would in service: its size is reported.
+# --- scenarios over direct, nginx (1 worker) and payguard, in alternation ----------------
+# scen_rounds read|pay scenario connections rounds warm-up measure: figures in Y_*[sc,t]
+# (and X_*[sc], payguard's ledger, for payments). Payments scenarios are c<N>, reads r<N>.
 declare -A Y_RPS Y_P50 Y_P90 Y_P99 Y_P999 Y_CPU Y_LG Y_BAD Y_NB
 declare -A X_COMMITS X_BATCH X_KB_PAY X_KB_COMMIT X_LOOP X_WRITER X_WON X_WRQ X_WOFF X_LON X_LRQ X_MB
 PAY_SCENS=()
-REQ=("${PAY_REQ[@]}")
-LEDGER_START=$("$LEDGER_INFO" "$TMP/data") || die "ledger_info cannot read payguard's ledger in $TMP/data"
-pay_rounds() { # scenario connections rounds warm-up measure
-    local sc=$1 c=$2 nr=$3 w=$4 d=$5 round t k extra
+READ_SCENS=()
+scen_rounds() {
+    local kind=$1 sc=$2 c=$3 nr=$4 w=$5 d=$6 round t k extra csvname what
     [ "$nr" -gt 0 ] || return 0
-    PAY_SCENS+=("$sc")
+    if [ "$kind" = pay ]; then
+        PAY_SCENS+=("$sc"); REQ=("${PAY_REQ[@]}"); csvname=pay_$sc; what=payments
+    else
+        READ_SCENS+=("$sc"); REQ=("${READ_REQ[@]}"); csvname=c${sc#r}; what=reads
+    fi
     for round in $(seq "$nr"); do
         for t in "${PAY_TARGETS[@]}"; do
             k=$sc,$t
             measure "$t" "$c" "$w" "$d"
             extra=
-            if [ "$t" = payguard ]; then
+            if [ "$t" = payguard ] && [ "$kind" = pay ]; then
                 X_COMMITS[$sc]+=" $PGX_COMMITS"; X_BATCH[$sc]+=" $PGX_BATCH"; X_KB_PAY[$sc]+=" $PGX_KB_PAY"
                 X_KB_COMMIT[$sc]+=" $PGX_KB_COMMIT"; X_LOOP[$sc]+=" $PGX_LOOP_CPU"; X_WRITER[$sc]+=" $PGX_WRITER_CPU"
                 X_WON[$sc]+=" $PGX_W_ON"; X_WRQ[$sc]+=" $PGX_W_RUNQ"; X_WOFF[$sc]+=" $PGX_W_OFF"
                 X_LON[$sc]+=" $PGX_L_ON"; X_LRQ[$sc]+=" $PGX_L_RUNQ"; X_MB[$sc]=$PGX_LEDGER_MB
                 extra="commits_per_s=$PGX_COMMITS;items_per_commit=$PGX_BATCH;disk_kib_per_payment=$PGX_KB_PAY;disk_kib_per_commit=$PGX_KB_COMMIT;loop_cpu_us=$PGX_LOOP_CPU;writer_cpu_us=$PGX_WRITER_CPU;writer_on_cpu_pct=$PGX_W_ON;writer_runq_pct=$PGX_W_RUNQ;writer_off_cpu_pct=$PGX_W_OFF;ledger_mib=$PGX_LEDGER_MB"
             fi
-            csv_row "pay_$sc" "$round" "$t" "$R" "$SCPU" "$RCPU" "$extra"
+            csv_row "$csvname" "$round" "$t" "$R" "$SCPU" "$RCPU" "$extra"
             Y_RPS[$k]+=" $(jnum "$R" rps)"; Y_P50[$k]+=" $(jnum "$R" p50_us)"; Y_P90[$k]+=" $(jnum "$R" p90_us)"
             Y_P99[$k]+=" $(jnum "$R" p99_us)"; Y_P999[$k]+=" $(jnum "$R" p999_us)"
             Y_CPU[$k]+=" $SCPU"; Y_LG[$k]+=" $(jnum "$R" loadgen_cpu_pct)"; Y_NB[$k]+=" $NB"
             Y_BAD[$k]=$(( ${Y_BAD[$k]:-0} + $(jnum "$R" non2xx) + $(jnum "$R" errors) ))
-            say "payments $sc round $round/$nr $t: $(jnum "$R" rps)/s, p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us, server CPU $SCPU us/payment${extra:+, $PGX_COMMITS commits/s, $PGX_BATCH items/commit, writer $PGX_WRITER_CPU us/payment on CPU $PGX_W_ON% waiting for one $PGX_W_RUNQ%}, others $NB%"
+            say "$what, $c connection$( [ "$c" = 1 ] || echo s), round $round/$nr $t: $(jnum "$R" rps)/s, p50 $(jnum "$R" p50_us) us, p99 $(jnum "$R" p99_us) us, server CPU $SCPU us/${what%s}${extra:+, $PGX_COMMITS commits/s, $PGX_BATCH items/commit, writer $PGX_WRITER_CPU us/payment on CPU $PGX_W_ON% waiting for one $PGX_W_RUNQ%}, others $NB%"
         done
     done
+    REQ=("${READ_REQ[@]}")
 }
-pay_rounds c$PAY_CONNS "$PAY_CONNS" "$PAY_ROUNDS" "$PAY_WARM" "$PAY_MEASURE"
-pay_rounds c$CONNS "$CONNS" "$PAY32_ROUNDS" "${PAY32_WARM:-0}" "${PAY32_MEASURE:-0}"
-pay_rounds c1 1 "$PAYC1_ROUNDS" "$PAYC1_WARM" "$PAYC1_MEASURE"
+
+# --- reads at $HI_CONNS connections: many agents at once -------------------------------
+scen_rounds read r$HI_CONNS "$HI_CONNS" "$HI_ROUNDS" "${HI_WARM:-0}" "${HI_MEASURE:-0}"
+
+# --- payments: POST /v1/payment_intents, a fresh Idempotency-Key on each -----------------
+# Direct and nginx pass the payment to the rail; payguard decides it, reserves and audits
+# it in the ledger (a durable group commit) before the rail call, and settles and stores
+# the rail's answer (a second one) before the agent gets it. The ledger keeps growing
+# from round to round, as it would in service: its size is reported.
+LEDGER_START=$("$LEDGER_INFO" "$TMP/data") || die "ledger_info cannot read payguard's ledger in $TMP/data"
+scen_rounds pay c$PAY_CONNS "$PAY_CONNS" "$PAY_ROUNDS" "$PAY_WARM" "$PAY_MEASURE"
+scen_rounds pay c$CONNS "$CONNS" "$PAY32_ROUNDS" "${PAY32_WARM:-0}" "${PAY32_MEASURE:-0}"
+scen_rounds pay c$HI_CONNS "$HI_CONNS" "$PAYHI_ROUNDS" "${PAYHI_WARM:-0}" "${PAYHI_MEASURE:-0}"
+scen_rounds pay c1 1 "$PAYC1_ROUNDS" "$PAYC1_WARM" "$PAYC1_MEASURE"
 LEDGER_END=$("$LEDGER_INFO" "$TMP/data") || die "ledger_info cannot read payguard's ledger in $TMP/data"
 REQ=("${READ_REQ[@]}")
 # Share of the machine's CPU time used by processes outside this benchmark.
@@ -820,7 +876,7 @@ PG_RSS_END_FILE=$(kb RssFile "$PG_PID")
 PG_HWM_END=$(kb VmHWM "$PG_PID")
 ELAPSED=$(( $(date +%s) - START_TS ))
 
-declare -A M_RPS M_P50 M_P90 M_P99 M_P999 M_C1P50 M_C1P99 M_CPU M_RAILCPU M_LGCPU
+declare -A M_RPS M_P50 M_P90 M_P99 M_P999 M_C1P50 M_C1P90 M_C1P99 M_C1P999 M_CPU M_RAILCPU M_LGCPU
 for t in "${TARGETS[@]}"; do
     # shellcheck disable=SC2086
     { M_RPS[$t]=$(median ${RPS[$t]}); M_P50[$t]=$(median ${P50[$t]}); M_P90[$t]=$(median ${P90[$t]})
@@ -837,20 +893,23 @@ for t in "${PIN_TARGETS[@]+"${PIN_TARGETS[@]}"}"; do
 done
 for t in "${C1_TARGETS[@]}"; do
     # shellcheck disable=SC2086
-    { M_C1P50[$t]=$(median ${C1P50[$t]}); M_C1P99[$t]=$(median ${C1P99[$t]}); }
-    echo "$mode,c1,median,$t,1,,,${M_C1P50[$t]},,${M_C1P99[$t]},,,,,,,,," >>"$CSV"
+    { M_C1P50[$t]=$(median ${C1P50[$t]}); M_C1P90[$t]=$(median ${C1P90[$t]})
+      M_C1P99[$t]=$(median ${C1P99[$t]}); M_C1P999[$t]=$(median ${C1P999[$t]}); }
+    echo "$mode,c1,median,$t,1,,,${M_C1P50[$t]},${M_C1P90[$t]},${M_C1P99[$t]},${M_C1P999[$t]},,,,,,,," >>"$CSV"
 done
 declare -A MY_RPS MY_P50 MY_P90 MY_P99 MY_P999 MY_CPU MY_LG
 declare -A MX_COMMITS MX_BATCH MX_KB_PAY MX_KB_COMMIT MX_LOOP MX_WRITER MX_WON MX_WRQ MX_WOFF MX_LON MX_LRQ
-for sc in "${PAY_SCENS[@]+"${PAY_SCENS[@]}"}"; do
+for sc in "${READ_SCENS[@]+"${READ_SCENS[@]}"}" "${PAY_SCENS[@]+"${PAY_SCENS[@]}"}"; do
+    case "$sc" in r*) csvname=c${sc#r} ;; *) csvname=pay_$sc ;; esac
     for t in "${PAY_TARGETS[@]}"; do
         k=$sc,$t
         # shellcheck disable=SC2086
         { MY_RPS[$k]=$(median ${Y_RPS[$k]}); MY_P50[$k]=$(median ${Y_P50[$k]}); MY_P90[$k]=$(median ${Y_P90[$k]})
           MY_P99[$k]=$(median ${Y_P99[$k]}); MY_P999[$k]=$(median ${Y_P999[$k]}); MY_CPU[$k]=$(median ${Y_CPU[$k]})
           MY_LG[$k]=$(median ${Y_LG[$k]}); }
-        echo "$mode,pay_$sc,median,$t,${sc#c},,${MY_RPS[$k]},${MY_P50[$k]},${MY_P90[$k]},${MY_P99[$k]},${MY_P999[$k]},,,,,${MY_CPU[$k]},,${MY_LG[$k]}," >>"$CSV"
+        echo "$mode,$csvname,median,$t,${sc#[cr]},,${MY_RPS[$k]},${MY_P50[$k]},${MY_P90[$k]},${MY_P99[$k]},${MY_P999[$k]},,,,,${MY_CPU[$k]},,${MY_LG[$k]}," >>"$CSV"
     done
+    [ "$csvname" != "${csvname#pay_}" ] || continue
     # shellcheck disable=SC2086
     { MX_COMMITS[$sc]=$(median ${X_COMMITS[$sc]}); MX_BATCH[$sc]=$(median ${X_BATCH[$sc]})
       MX_KB_PAY[$sc]=$(median ${X_KB_PAY[$sc]}); MX_KB_COMMIT[$sc]=$(median ${X_KB_COMMIT[$sc]})
@@ -865,8 +924,11 @@ done
 } >>"$CSV"
 {
     echo "$mode,memory,,payguard,0,,,,,,,,,,,,,,rss_start_kb=$PG_RSS_START"
-    echo "$mode,memory,,payguard,$IDLE_CONNS,,,,,,,,,,,,,,rss_bare_kb=$PG_RSS_BARE;rss_held_kb=$PG_RSS_IDLE;hwm_kb=$PG_HWM_IDLE;rss_after_runs_kb=$PG_RSS_END;hwm_after_runs_kb=$PG_HWM_END"
-    echo "$mode,memory,,nginx1_worker,$IDLE_CONNS,,,,,,,,,,,,,,rss_start_kb=$NGX_RSS_START;rss_bare_kb=$NGX_RSS_BARE;rss_held_kb=$NGX_RSS_IDLE;hwm_kb=$NGX_HWM_IDLE"
+    echo "$mode,memory,,payguard,$IDLE_CONNS,,,,,,,,,,,,,,rss_bare_kb=$PG_RSS_BARE;rss_held_kb=$PG_RSS_IDLE"
+    echo "$mode,memory,,payguard,$IDLE_MAX,,,,,,,,,,,,,,rss_held_kb=$PG_RSS_MAX;hwm_kb=$PG_HWM_IDLE;kib_per_conn_beyond_$IDLE_CONNS=$(awk -v a="$PG_RSS_MAX" -v b="$PG_RSS_IDLE" -v n=$((IDLE_MAX - IDLE_CONNS)) 'BEGIN { printf "%.2f", (a - b) / n }');rss_after_runs_kb=$PG_RSS_END;hwm_after_runs_kb=$PG_HWM_END"
+    echo "$mode,memory,,nginx1_worker,0,,,,,,,,,,,,,,rss_start_kb=$NGX_RSS_START"
+    echo "$mode,memory,,nginx1_worker,$IDLE_CONNS,,,,,,,,,,,,,,rss_bare_kb=$NGX_RSS_BARE;rss_held_kb=$NGX_RSS_IDLE"
+    echo "$mode,memory,,nginx1_worker,$IDLE_MAX,,,,,,,,,,,,,,rss_held_kb=$NGX_RSS_MAX;hwm_kb=$NGX_HWM_IDLE;kib_per_conn_beyond_$IDLE_CONNS=$(awk -v a="$NGX_RSS_MAX" -v b="$NGX_RSS_IDLE" -v n=$((IDLE_MAX - IDLE_CONNS)) 'BEGIN { printf "%.2f", (a - b) / n }')"
 } >>"$CSV"
 
 # --- report ---------------------------------------------------------------------------
@@ -922,20 +984,27 @@ PINTABLE=$(
     fi
 )
 C1TABLE=$(
-    echo "| target | p50 µs | p99 µs | added p50 vs direct |"
-    echo "| --- | ---: | ---: | ---: |"
+    echo "| target | p50 µs | p90 µs | p99 µs | p99.9 µs | added p50 vs direct |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     for t in "${C1_TARGETS[@]}"; do
-        printf '| %s | %s | %s | %s |\n' "${LABEL[$t]}" "${M_C1P50[$t]}" "${M_C1P99[$t]}" \
+        printf '| %s | %s | %s | %s | %s | %s |\n' "${LABEL[$t]}" "${M_C1P50[$t]}" "${M_C1P90[$t]}" \
+            "${M_C1P99[$t]}" "${M_C1P999[$t]}" \
             "$( [ "$t" = direct ] && echo — || echo "$(diffus "${M_C1P50[$t]}" "${M_C1P50[direct]}") µs")"
     done
+    echo
+    echo "| ratio | p50 | p99 | added p50 (payguard's over nginx's) |"
+    echo "| --- | ---: | ---: | ---: |"
+    echo "| payguard / nginx (1 worker) | $(ratio "${M_C1P50[payguard]}" "${M_C1P50[nginx1]}") | $(ratio "${M_C1P99[payguard]}" "${M_C1P99[nginx1]}") | $(ratio "$(diffus "${M_C1P50[payguard]}" "${M_C1P50[direct]}")" "$(diffus "${M_C1P50[nginx1]}" "${M_C1P50[direct]}")") |"
+    echo "| payguard / direct | $(ratio "${M_C1P50[payguard]}" "${M_C1P50[direct]}") | $(ratio "${M_C1P99[payguard]}" "${M_C1P99[direct]}") | — |"
 )
 # Payments tables. PAY_MAIN is the scenario the targets are judged on.
 PAY_MAIN=c$PAY_CONNS
 diffus2() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "") print "n/a"; else printf "%+.0f µs", a - b }'; }
-met() { awk -v a="$1" -v b="$2" -v op="$3" 'BEGIN { if (a == "n/a" || a == "") print "n/a"; else if (op == "ge" ? a + 0 >= b : a + 0 <= b) print "**met**"; else print "**missed**" }'; }
-paytable() { # scenario
-    local sc=$1 t k
-    echo "| target | payments/s | payments/s, by round | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/payment | loadgen CPU | non-2xx or errors | other processes' CPU, by round |"
+met() { awk -v a="$1" -v b="$2" -v op="$3" 'BEGIN { if (a == "n/a" || a == "") print "n/a"; else if (op == "ge" ? a + 0 >= b + 0 : a + 0 <= b + 0) print "**met**"; else print "**missed**" }'; }
+paytable() { # scenario [unit]: "payment" (default) or "req"
+    local sc=$1 u=${2:-payment} t k rl
+    rl=$( [ "$u" = req ] && echo req/s || echo "${u}s/s")
+    echo "| target | $rl | $rl, by round | p50 µs | p90 µs | p99 µs | p99.9 µs | server CPU µs/${u} | loadgen CPU | non-2xx or errors | other processes' CPU, by round |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for t in "${PAY_TARGETS[@]}"; do
         k=$sc,$t
@@ -944,7 +1013,7 @@ paytable() { # scenario
             "${MY_CPU[$k]}" "${MY_LG[$k]}" "${Y_BAD[$k]}" "$(pcts "${Y_NB[$k]}")"
     done
     echo
-    echo "| ratio | payments/s (of medians) | payments/s (median of per-round) | p50 | p99 | CPU per payment (median of per-round) |"
+    echo "| ratio | $rl (of medians) | $rl (median of per-round) | p50 | p99 | CPU per ${u} (median of per-round) |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     for t in nginx1 direct; do
         echo "| payguard / ${LABEL[$t]} | $(ratio "${MY_RPS[$sc,payguard]}" "${MY_RPS[$sc,$t]}") | $(round_ratio "${Y_RPS[$sc,payguard]}" "${Y_RPS[$sc,$t]}") | $(ratio "${MY_P50[$sc,payguard]}" "${MY_P50[$sc,$t]}") | $(ratio "${MY_P99[$sc,payguard]}" "${MY_P99[$sc,$t]}") | $( [ "$t" = direct ] && echo — || round_ratio "${Y_CPU[$sc,payguard]}" "${Y_CPU[$sc,$t]}") |"
@@ -986,6 +1055,14 @@ if [ "${#PAY_SCENS[@]}" -gt 0 ] && [ -n "${MY_RPS[$PAY_MAIN,payguard]:-}" ]; the
             echo
             echo "payguard moves $(ratio "${MY_RPS[c$CONNS,payguard]}" "${M_RPS[payguard]}")× as many payments as reads at $CONNS connections ($(printf '%.0f' "${MY_RPS[c$CONNS,payguard]}")/s against $(printf '%.0f' "${M_RPS[payguard]}")/s); nginx $(ratio "${MY_RPS[c$CONNS,nginx1]}" "${M_RPS[nginx1]}")×. $PAY32_ROUNDS round(s) of ${PAY32_WARM:-0} s + ${PAY32_MEASURE:-0} s."
         fi
+        if [ -n "${MY_RPS[c$HI_CONNS,payguard]:-}" ]; then
+            echo
+            echo "## Payments at $HI_CONNS connections"
+            echo
+            paytable "c$HI_CONNS"
+            echo
+            echo "payguard at $HI_CONNS connections against $PAY_CONNS: $(ratio "${MY_RPS[c$HI_CONNS,payguard]}" "${MY_RPS[$PAY_MAIN,payguard]}")× the payments/s, $(ratio "${MY_P99[c$HI_CONNS,payguard]}" "${MY_P99[$PAY_MAIN,payguard]}")× the p99 (nginx: $(ratio "${MY_RPS[c$HI_CONNS,nginx1]}" "${MY_RPS[$PAY_MAIN,nginx1]}")×, $(ratio "${MY_P99[c$HI_CONNS,nginx1]}" "${MY_P99[$PAY_MAIN,nginx1]}")×). $PAYHI_ROUNDS round(s) of ${PAYHI_WARM:-0} s + ${PAYHI_MEASURE:-0} s."
+        fi
         echo
         echo "## payguard's ledger under the payments load"
         echo
@@ -1013,8 +1090,26 @@ if [ "${#PAY_SCENS[@]}" -gt 0 ] && [ -n "${MY_RPS[$PAY_MAIN,payguard]:-}" ]; the
                     "$( [ "$t" = direct ] && echo — || diffus2 "${MY_P99[c1,$t]}" "${MY_P99[c1,direct]}")"
             done
             echo
+            echo "| ratio | p50 | p99 |"
+            echo "| --- | ---: | ---: |"
+            for t in nginx1 direct; do
+                echo "| payguard / ${LABEL[$t]} | $(ratio "${MY_P50[c1,payguard]}" "${MY_P50[c1,$t]}") | $(ratio "${MY_P99[c1,payguard]}" "${MY_P99[c1,$t]}") |"
+            done
+            echo
             echo "payguard against nginx at one connection: $(diffus2 "${MY_P50[c1,payguard]}" "${MY_P50[c1,nginx1]}") at p50, $(diffus2 "${MY_P99[c1,payguard]}" "${MY_P99[c1,nginx1]}") at p99 (two durable commits per payment: the ceiling's single-put commit takes $(jnum "$CEIL1" commit_p50_us) µs at p50 here). $PAYC1_ROUNDS round(s) of ${PAYC1_WARM:-0} s + ${PAYC1_MEASURE:-0} s."
         fi
+    )
+fi
+HI_SECTION=
+if [ -n "${MY_RPS[r$HI_CONNS,payguard]:-}" ]; then
+    HI_SECTION=$(
+        echo "## Reads: GET $PATH_REQ, $HI_CONNS keep-alive connections"
+        echo
+        paytable "r$HI_CONNS" req
+        echo
+        echo "$HI_ROUNDS round(s) of ${HI_WARM:-0} s + ${HI_MEASURE:-0} s per target, targets in alternation, after the rounds at one"
+        echo "connection. Both proxies keep up to 256 idle rail connections (nginx \`keepalive 256\`, payguard"
+        echo "\`pool_size: 256\`), so neither opens a rail connection per request here."
     )
 fi
 CEILTABLE=$(
@@ -1025,23 +1120,35 @@ CEILTABLE=$(
     done
 )
 CLASSIFY_NS=$(jnum "$POLICY" classify_ns); DECIDE_NS=$(jnum "$POLICY" decide_ns); OUTCOME_NS=$(jnum "$POLICY" outcome_ns)
+PG_KIB_BEYOND=$(awk -v a="$PG_RSS_MAX" -v b="$PG_RSS_IDLE" -v n=$((IDLE_MAX - IDLE_CONNS)) 'BEGIN { printf "%.1f", (a - b) / n }')
+NGX_KIB_BEYOND=$(awk -v a="$NGX_RSS_MAX" -v b="$NGX_RSS_IDLE" -v n=$((IDLE_MAX - IDLE_CONNS)) 'BEGIN { printf "%.1f", (a - b) / n }')
+PG_MIB_IDLE=$(awk -v k="$PG_RSS_IDLE" 'BEGIN { printf "%.1f", k / 1024 }')
+R_READ=$(ratio "${M_RPS[payguard]}" "${M_RPS[nginx1]}")
+ADD_PG=$(diffus "${M_C1P50[payguard]}" "${M_C1P50[direct]}")
+ADD_NGX=$(diffus "${M_C1P50[nginx1]}" "${M_C1P50[direct]}")
 GOALS=$(
     echo "| goal | figure | target | |"
     echo "| --- | ---: | ---: | --- |"
+    echo "| payguard reads/s ÷ nginx (1 worker), $CONNS connections | ${R_READ}× (per-round median $(round_ratio "${RPS[payguard]}" "${RPS[nginx1]}")×) | ≥ 1.0× | $(met "$R_READ" 1 ge) |"
+    echo "| added p50 of a read at one connection (vs direct): payguard, nginx | $ADD_PG µs, $ADD_NGX µs | payguard ≤ nginx | $(met "$ADD_PG" "$ADD_NGX" le) |"
     if [ -n "${PG_PAY:-}" ]; then
         echo "| payguard payments/s ÷ one-commit-per-request ceiling | ${R_CEIL}× ($(printf '%.0f' "$PG_PAY") / $CEIL_RPS) | ≥ 5× | $(met "$R_CEIL" 5 ge) |"
         echo "| payguard payments/s ÷ nginx pass-through (1 worker), $PAY_CONNS connections | ${R_NGX}× (per-round median ${R_NGX_RR}×) | ≥ 0.5× | $(met "$R_NGX" 0.5 ge) |"
     fi
     echo "| Stripe body classification | $CLASSIFY_NS ns | ≤ 2,000 ns | $(met "$CLASSIFY_NS" 2000 le) |"
     echo "| policy decision (stateless + stateful rules) | $DECIDE_NS ns | ≤ 1,000 ns | $(met "$DECIDE_NS" 1000 le) |"
+    echo "| payguard RSS, $IDLE_CONNS idle keep-alive connections | $PG_MIB_IDLE MiB | ≤ 30 MiB | $(met "$PG_MIB_IDLE" 30 le) |"
+    echo "| payguard RSS per idle connection beyond $IDLE_CONNS (to $IDLE_MAX) | $PG_KIB_BEYOND KiB | ≤ 10 KiB | $(met "$PG_KIB_BEYOND" 10 le) |"
 )
-PG_PEAK=$(max_kb "$PG_RSS_BARE" "$PG_RSS_IDLE" "$PG_HWM_IDLE")
-NGX_PEAK=$(max_kb "$NGX_RSS_BARE" "$NGX_RSS_IDLE" "$NGX_HWM_IDLE")
+PG_PEAK=$(max_kb "$PG_RSS_BARE" "$PG_RSS_IDLE" "$PG_RSS_MAX" "$PG_HWM_IDLE")
+NGX_PEAK=$(max_kb "$NGX_RSS_BARE" "$NGX_RSS_IDLE" "$NGX_RSS_MAX" "$NGX_HWM_IDLE")
 MEMTABLE=$(
-    echo "| process | after start | $IDLE_CONNS bare connections | $IDLE_CONNS idle keep-alive connections, one request each | peak | per connection (keep-alive) |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-    echo "| payguard | $(mib "$PG_RSS_START") | $(mib "$PG_RSS_BARE") | $(mib "$PG_RSS_IDLE") | $(mib "$PG_PEAK") | $(perconn "$PG_RSS_IDLE" "$PG_RSS_START" "$IDLE_CONNS") |"
-    echo "| nginx worker (1 worker) | $(mib "$NGX_RSS_START") | $(mib "$NGX_RSS_BARE") | $(mib "$NGX_RSS_IDLE") | $(mib "$NGX_PEAK") | $(perconn "$NGX_RSS_IDLE" "$NGX_RSS_START" "$IDLE_CONNS") |"
+    echo "| process | after start | $IDLE_CONNS bare connections | $IDLE_CONNS idle keep-alive | $IDLE_MAX idle keep-alive | peak | per connection, first $IDLE_CONNS | per connection beyond $IDLE_CONNS |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| payguard | $(mib "$PG_RSS_START") | $(mib "$PG_RSS_BARE") | $(mib "$PG_RSS_IDLE") | $(mib "$PG_RSS_MAX") | $(mib "$PG_PEAK") | $(perconn "$PG_RSS_IDLE" "$PG_RSS_START" "$IDLE_CONNS") | $PG_KIB_BEYOND KiB |"
+    echo "| nginx worker (1 worker) | $(mib "$NGX_RSS_START") | $(mib "$NGX_RSS_BARE") | $(mib "$NGX_RSS_IDLE") | $(mib "$NGX_RSS_MAX") | $(mib "$NGX_PEAK") | $(perconn "$NGX_RSS_IDLE" "$NGX_RSS_START" "$IDLE_CONNS") | $NGX_KIB_BEYOND KiB |"
+    echo
+    echo "payguard / nginx worker: RSS at $IDLE_MAX idle connections $(ratio "$PG_RSS_MAX" "$NGX_RSS_MAX"), per connection beyond $IDLE_CONNS $(ratio "$PG_KIB_BEYOND" "$NGX_KIB_BEYOND")."
 )
 
 CPU_MODEL=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -1049,7 +1156,14 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 # Uncommitted changes, by top-level folder: "bench" alone means the harness, not payguard.
 DIRTY=$(git status --porcelain --untracked-files=no 2>/dev/null | awk '{ sub(/\/.*/, "", $2); print $2 }' | sort -u | paste -sd, - | sed 's/,/, /g') || DIRTY=
 [ -z "$DIRTY" ] || DIRTY=" (working tree had uncommitted changes in: $DIRTY)"
-if [ "$mode" = quick ]; then REPORT=$OUT/RESULTS.quick.md; else REPORT=bench/RESULTS.md; fi
+# A full run's report stays in bench/out unless --publish (make bench) says otherwise:
+# figures from a busy machine must not replace the committed ones by accident.
+if [ "$mode" = quick ]; then REPORT=$OUT/RESULTS.quick.md; SVG=$OUT/latency.quick.svg
+elif [ -n "$publish" ]; then REPORT=bench/RESULTS.md; SVG=bench/latency.svg
+else REPORT=$OUT/RESULTS.md; SVG=$OUT/latency.svg; fi
+# The plot: the medians' percentiles from this run's CSV, per scenario and target.
+awk -v title="payguard $COMMIT, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs$( [ "$mode" = quick ] && echo ', quick run')" \
+    -f bench/latency_svg.awk "$CSV" >"$SVG" || die "could not write $SVG"
 
 QUICK_NOTE=
 [ "$mode" != quick ] || QUICK_NOTE=$'**Quick run** (`make bench-quick`: one short round; indicative only). The committed figures come from `make bench`.\n\n'
@@ -1082,10 +1196,11 @@ ${QUICK_NOTE}- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - Logging is on for both proxies, one \`write()\` per request to a file: payguard's
   \`log_file\` (line-buffered JSON) and an nginx \`access_log\` without buffer in a
   similar JSON format.
-- nginx: plain reverse proxy (\`proxy_pass\`, upstream \`keepalive 64\`,
+- nginx: plain reverse proxy (\`proxy_pass\`, upstream \`keepalive 256\`,
   \`proxy_http_version 1.1\`, \`keepalive_requests 1000000\`). "1 worker" is the fair
   comparison (payguard serves from one loop thread); "auto" is one worker per CPU.
-- payguard: one agent, rail \`stripe\` → the mock rail over plain HTTP (\`allow_http\`),
+- payguard: one agent, rail \`stripe\` → the mock rail over plain HTTP (\`allow_http\`,
+  \`pool_size: 256\`, \`limits.max_connections: 20000\`),
   agent token in \`Authorization: Bearer\`; the rail's key injected by payguard. Direct and
   nginx requests carry the rail key themselves. The agent's policy sets every rule kind,
   generously (per_transaction, daily, weekly, monthly, approval_above above the bench
@@ -1097,6 +1212,11 @@ ${QUICK_NOTE}- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 ## Goals
 
 $GOALS
+
+![Latency percentiles per target and scenario](${SVG##*/})
+
+Latency percentiles (p50, p90, p99, p99.9; medians of the rounds, log scale) of every
+scenario below, per target: [\`${SVG##*/}\`](${SVG##*/}).
 
 ## Reads: GET $PATH_REQ, $CONNS keep-alive connections
 
@@ -1116,6 +1236,10 @@ where loadgen and the mock rail run.)
 ## Reads, one connection
 
 $C1TABLE
+
+$C1_ROUNDS round(s) of ${C1_WARM:-0} s + ${C1_MEASURE:-0} s per target, targets in alternation.
+
+$HI_SECTION
 
 $PAY_SECTIONS
 
@@ -1144,10 +1268,13 @@ load. One commit per payment would cap payguard at the first row's commits/s; pa
 $MEMTABLE
 
 VmRSS from /proc/PID/status. "After start": once listening, before any request. "Bare":
-$IDLE_CONNS connections opened and held ${IDLE_HOLD} s with nothing sent. "Keep-alive": $IDLE_CONNS
-connections each send one \`GET $PATH_REQ\` at once, then stay open and idle; read while
-held. The proxy opened rail connections for those $IDLE_CONNS concurrent requests (pool keeps
-64 idle), so this includes them. "Peak": the largest VmRSS or VmHWM read (VmHWM alone is
+$IDLE_CONNS connections opened and held ${IDLE_HOLD} s with nothing sent. "Keep-alive": one
+\`loadgen --idle -c $IDLE_MAX --hold-at $IDLE_CONNS --ramp $IDLE_RAMP\` run: each connection sends one
+\`GET $PATH_REQ\` and stays open and idle, at most $IDLE_RAMP being set up at a time (so the proxy
+needs few rail connections); VmRSS read while $IDLE_CONNS are held (${IDLE_HOLD} s), then while
+$IDLE_MAX are. "Per connection beyond $IDLE_CONNS": (RSS at $IDLE_MAX − RSS at $IDLE_CONNS) ÷ $((IDLE_MAX - IDLE_CONNS)), the
+cost of one more idle agent connection; "first $IDLE_CONNS" includes the buffers and pools the
+process grows on its first requests. "Peak": the largest VmRSS or VmHWM read (VmHWM alone is
 refreshed lazily by the kernel). After all the load runs above payguard's VmRSS was
 $(mib "$PG_RSS_END"), of which $(mib "${PG_RSS_END_FILE:-0}") file-backed (RssFile: mostly the ledger's pages,
 which LMDB reads through its memory map; the kernel can drop them at will).
@@ -1157,7 +1284,9 @@ Measurements took ${ELAPSED} s; the whole script $(( $(date +%s) - SCRIPT_START 
 ## Reproduce
 
 \`\`\`
-make bench          # release build, then bench/run.sh: writes this file and bench/out/results.csv
+make bench          # release build, then bench/run.sh --publish: writes this file,
+                    # bench/latency.svg and bench/out/results.csv
+bench/run.sh        # the same run, report and plot in bench/out/ (RESULTS.md, latency.svg)
 make bench-quick    # one short round, writes bench/out/RESULTS.quick.md
 bench/run.sh --profile   # CPU and syscalls per request vs nginx, perf record: bench/out/profile.txt
 bench/run.sh --profile-payments   # payments: per-thread CPU and syscalls, perf record
@@ -1178,6 +1307,7 @@ echo
 echo "== one connection"
 echo "$C1TABLE"
 echo
+[ -z "$HI_SECTION" ] || { echo "$HI_SECTION"; echo; }
 echo "$PAY_SECTIONS"
 echo
 echo "== durable-commit ceiling"
@@ -1185,10 +1315,10 @@ echo "$CEILTABLE"
 echo
 echo "== policy_bench: $POLICY"
 echo
-echo "== goals"
-echo "$GOALS"
-echo
 echo "== memory"
 echo "$MEMTABLE"
 echo
-say "wrote $REPORT and $CSV (${ELAPSED} s of measurements; other processes used ${OTHER_PCT}% of the CPU meanwhile)"
+echo "== goals"
+echo "$GOALS"
+echo
+say "wrote $REPORT, $SVG and $CSV (${ELAPSED} s of measurements, $(( $(date +%s) - SCRIPT_START )) s in all; other processes used ${OTHER_PCT}% of the CPU meanwhile)"
