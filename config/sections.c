@@ -1191,7 +1191,7 @@ static void load_users(struct cfg_loader *ld, const yaml_node_t *n)
         if (cfg_require(ld, it, v, k, U_password, user_keys, where))
             u->password_hash =
                 cfg_dup(ld, hash_field(ld, v[U_password], P("password"), "password",
-                                       "make one with htpasswd -nbBC 12 '' PASSWORD"));
+                                       "make one with `payguard user passwd`"));
         if (v[U_totp])
             load_totp(ld, v[U_totp], P("totp"), u);
         if (v[U_recovery_codes] &&

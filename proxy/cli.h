@@ -18,4 +18,8 @@ int pg_cli_agent(int argc, char **argv);
 /* `payguard seal`: the exit status. Reads the secret from stdin. */
 int pg_cli_seal(int argc, char **argv);
 
+/* `payguard user passwd|totp` (proxy/user_cli.c): the exit status. Reads a
+ * password from the terminal or stdin, never from argv. */
+int pg_cli_user(int argc, char **argv);
+
 #endif

@@ -32,6 +32,7 @@ static const char usage_main[] =
     "  ledger show [--agent ID]  spend per window, pending reservations, decisions\n"
     "  agent revoke|reinstate ID stop an agent at its next request, or let it back\n"
     "  seal --path KEY [-c FILE] encrypt a secret (stdin) into a sealed:v1: value\n"
+    "  user passwd|totp          hash a password, or make a TOTP seed (users[])\n"
     "  version                   print the version\n"
     "  help [COMMAND]            show help for a command\n"
     "\n"
@@ -221,6 +222,8 @@ int main(int argc, char **argv)
             return pg_cli_seal(1, (char *[]){ (char *)"--help", NULL });
         else if (strcmp(topic, "agent") == 0)
             return pg_cli_agent(1, (char *[]){ (char *)"--help", NULL });
+        else if (strcmp(topic, "user") == 0)
+            return pg_cli_user(1, (char *[]){ (char *)"--help", NULL });
         else if (!*topic)
             fputs(usage_main, stdout);
         else
@@ -249,5 +252,7 @@ int main(int argc, char **argv)
         return pg_cli_seal(argc - 2, argv + 2);
     if (strcmp(cmd, "agent") == 0)
         return pg_cli_agent(argc - 2, argv + 2);
+    if (strcmp(cmd, "user") == 0)
+        return pg_cli_user(argc - 2, argv + 2);
     return usage_error("unknown command", cmd);
 }

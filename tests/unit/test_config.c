@@ -1834,7 +1834,7 @@ static void users_are_checked(void **state)
                   "payguard.yaml:9:11: users[0].role: unknown value \"boss\" (expected viewer, "
                   "approver, admin or owner)",
                   "payguard.yaml:10:15: users[0].password: must be the bcrypt hash of the "
-                  "password, not the password itself (make one with htpasswd -nbBC 12 '' PASSWORD)",
+                  "password, not the password itself (make one with `payguard user passwd`)",
                   "payguard.yaml:11:11: users[0].totp: a TOTP seed must not be written in clear; "
                   "make a sealed one with `payguard user totp` (or write \"env:NAME\")",
                   "payguard.yaml:15:15: users[1].password: is not a complete bcrypt hash "
