@@ -381,6 +381,13 @@ void pg_config_free(struct pg_config *cfg)
         free(w->secret_ref);
         free_secret(w->secret);
         free_list(w->events, w->nevents);
+        for (size_t j = 0; w->previous_refs && j < w->nprevious; j++) {
+            free(w->previous_refs[j]);
+            free_secret(w->previous[j]);
+        }
+        free(w->previous_refs);
+        free(w->previous);
+        free(w->ca_file);
     }
     free(cfg->webhooks);
     free(cfg);

@@ -154,11 +154,22 @@ struct pg_policy_spec {
     bool has_refunds_restore;      /* set in the file (matters for overrides) */
 };
 
+#define PG_WEBHOOK_MAX_THRESHOLDS 8
+#define PG_WEBHOOK_MAX_PREVIOUS 3  /* previous_secrets kept signing during a rotation */
+
 struct pg_webhook {
     char *url;                     /* https:// only */
     char *secret_ref;              /* "env:NAME" or "sealed:v1:..." as written */
     char *secret;                  /* resolved signing secret; NULL until resolved */
     char **events; size_t nevents;
+    /* previous_secrets: during a key rotation these sign too (after
+     * `secret`), so receivers that still hold an old key accept */
+    char **previous_refs; char **previous; size_t nprevious;
+    char *ca_file;                 /* NULL: the system CA store */
+    /* budget.threshold: fractions of each limit in permille, ascending;
+     * [500, 800, 1000] when not written */
+    uint16_t thresholds[PG_WEBHOOK_MAX_THRESHOLDS]; size_t nthresholds;
+    uint32_t max_age_s;            /* retries stop this long after the event; 0: 3 days */
 };
 
 struct pg_limits {

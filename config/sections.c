@@ -1395,13 +1395,17 @@ static void load_agents(struct cfg_loader *ld, const yaml_node_t *n)
 
 /* ---- webhooks ---------------------------------------------------------- */
 
-#define WEBHOOK_KEYS(X) X(W_, url) X(W_, secret) X(W_, events)
+#define WEBHOOK_KEYS(X)                                                                            \
+    X(W_, url) X(W_, secret) X(W_, events) X(W_, previous_secrets) X(W_, ca_file)                 \
+        X(W_, thresholds) X(W_, max_age)
 enum { WEBHOOK_KEYS(KEY_ENUM) W_COUNT };
 static const char *const webhook_keys[] = {WEBHOOK_KEYS(KEY_NAME)};
 
+/* The same names as pg_event_name (ledger/ledger.h), which config/ cannot
+ * include; tests/unit/test_notify.c checks that the two lists agree. */
 static const char *const event_names[] = {
-    "approval.requested", "approval.decided", "budget.threshold", "payment.denied",
-    "payment.held",       "agent.revoked",    "audit.broken",
+    "approval.requested", "approval.decided", "approval.expired",    "budget.threshold",
+    "payment.denied",     "agent.revoked",    "audit.verify_failed",
 };
 
 static bool check_event_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
@@ -1429,6 +1433,136 @@ static bool webhook_url_safe(struct cfg_loader *ld, const yaml_node_t *n, const 
         return false;
     }
     return true;
+}
+
+/* A Standard Webhooks signing secret: "whsec_" and base64 of 24 to 64
+ * bytes. The value is never echoed. */
+static void check_whsec(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                        const char *s)
+{
+    size_t len = strlen(s), chars = 0, pad = 0;
+    bool ok = strncmp(s, "whsec_", 6) == 0;
+    for (size_t i = 6; ok && i < len; i++) {
+        char c = s[i];
+        if (c == '=')
+            pad++;
+        else if (!pad && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                          (c >= '0' && c <= '9') || c == '+' || c == '/'))
+            chars++;
+        else
+            ok = false;
+    }
+    size_t bytes = chars * 3 / 4;
+    if (!ok || pad > 2 || chars % 4 == 1 || bytes < 24 || bytes > 64)
+        cfg_report(ld, n,
+                   "%s: a webhook signing secret must be \"whsec_\" followed by the base64 of "
+                   "24 to 64 random bytes (e.g. whsec_$(openssl rand -base64 32))",
+                   path);
+}
+
+/* "0.8" -> 800: a fraction of a limit, 0 < f <= 1, at most 3 decimals. */
+static const char *permille_check(const char *s, uint16_t *out)
+{
+    static const char hint[] = "must be a fraction of the limit above 0 and at most 1, like 0.8";
+    unsigned v, scale = 1000;
+    const char *p = s;
+    if (*p != '0' && *p != '1')
+        return hint;
+    v = (unsigned)(*p++ - '0') * 1000;
+    if (*p == '.') {
+        if (!*++p)
+            return hint;
+        for (int i = 0; *p; i++, p++) {
+            if (i >= 3 || *p < '0' || *p > '9')
+                return i >= 3 ? "has more than 3 decimals" : hint;
+            scale /= 10;
+            v += (unsigned)(*p - '0') * scale;
+        }
+    } else if (*p) {
+        return hint;
+    }
+    if (v == 0 || v > 1000)
+        return hint;
+    *out = (uint16_t)v;
+    return NULL;
+}
+
+static bool check_threshold_item(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                                 const char *s)
+{
+    uint16_t p;
+    const char *why = permille_check(s, &p);
+    if (why)
+        cfg_report(ld, n, "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+    return !why;
+}
+
+static void load_thresholds(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                            struct pg_webhook *w)
+{
+    char **list = NULL;
+    size_t count = 0;
+    if (!cfg_str_list(ld, n, path, check_threshold_item, false, &list, &count))
+        return;
+    if (count == 0 || count > PG_WEBHOOK_MAX_THRESHOLDS) {
+        cfg_report(ld, n, "%s: list 1 to %d thresholds", path, PG_WEBHOOK_MAX_THRESHOLDS);
+    } else {
+        for (size_t i = 0; i < count && list; i++) {
+            uint16_t p = 0;
+            bool same = false;
+            for (size_t k = 0; k < i; k++)
+                same = same || strcmp(list[k], list[i]) == 0; /* reported by cfg_str_list */
+            if (same || permille_check(list[i], &p) != NULL)
+                continue;
+            size_t j = w->nthresholds;
+            for (; j > 0 && w->thresholds[j - 1] > p; j--)
+                w->thresholds[j] = w->thresholds[j - 1]; /* kept ascending */
+            if (j > 0 && w->thresholds[j - 1] == p) {
+                cfg_report(ld, n, "%s: \"%s\" is listed twice", path, list[i]);
+                for (; j < w->nthresholds; j++)
+                    w->thresholds[j] = w->thresholds[j + 1];
+                continue;
+            }
+            w->thresholds[j] = p;
+            w->nthresholds++;
+        }
+    }
+    for (size_t i = 0; i < count && list; i++)
+        free(list[i]);
+    free(list);
+}
+
+/* previous_secrets: [env:OLD, sealed:v1:...]: secrets that still sign
+ * during a rotation; sealed ones are bound to
+ * "webhooks[I].previous_secrets[J]". */
+static void load_previous_secrets(struct cfg_loader *ld, const yaml_node_t *n, const char *where,
+                                  struct pg_webhook *w)
+{
+    char path[CFG_PATH_MAX], item[CFG_PATH_MAX + 16];
+    if (!cfg_is_seq(ld, n, P("previous_secrets")))
+        return;
+    size_t len = cfg_seq_len(n);
+    if (len > PG_WEBHOOK_MAX_PREVIOUS) {
+        cfg_report(ld, n, "%s: at most %d previous secrets", path, PG_WEBHOOK_MAX_PREVIOUS);
+        return;
+    }
+    if (len == 0)
+        return;
+    w->previous_refs = cfg_calloc(ld, len, sizeof *w->previous_refs);
+    w->previous = cfg_calloc(ld, len, sizeof *w->previous);
+    if (!w->previous_refs || !w->previous)
+        return;
+    w->nprevious = len;
+    for (size_t i = 0; i < len; i++) {
+        const yaml_node_t *it = cfg_seq_item(ld, n, i);
+        snprintf(item, sizeof item, "%s[%zu]", path, i);
+        if (!it)
+            continue;
+        load_secret(ld, it, item, "PAYGUARD_WEBHOOK_PREVIOUS_SECRET", &w->previous_refs[i],
+                    &w->previous[i]);
+        if (w->previous[i])
+            check_whsec(ld, it, item, w->previous[i]);
+    }
 }
 
 static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
@@ -1472,6 +1606,20 @@ static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
         if (cfg_require(ld, it, v, k, W_secret, webhook_keys, where))
             load_secret(ld, v[W_secret], P("secret"), "PAYGUARD_WEBHOOK_SECRET", &w->secret_ref,
                         &w->secret);
+        if (w->secret)
+            check_whsec(ld, v[W_secret], P("secret"), w->secret);
+        if (v[W_previous_secrets])
+            load_previous_secrets(ld, v[W_previous_secrets], where, w);
+        if (v[W_ca_file])
+            set_str(ld, v[W_ca_file], P("ca_file"), &w->ca_file);
+        if (v[W_thresholds])
+            load_thresholds(ld, v[W_thresholds], P("thresholds"), w);
+        if (v[W_max_age]) {
+            const char *s = cfg_str(ld, v[W_max_age], P("max_age"));
+            const char *why = s ? cfg_duration_check(s, &w->max_age_s) : NULL;
+            if (why)
+                cfg_report(ld, v[W_max_age], "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+        }
         if (cfg_require(ld, it, v, k, W_events, webhook_keys, where) &&
             cfg_str_list(ld, v[W_events], P("events"), check_event_item, false, &w->events,
                          &w->nevents) &&

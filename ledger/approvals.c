@@ -4,6 +4,7 @@
  * approval reads EXPIRED once `now` reaches expires_at. */
 #include "common/pg.h"
 #include "ledger/ledger_int.h"
+#include "ledger/outbox_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -278,7 +279,8 @@ static int decide_fn(struct ltx *t, void *arg)
     r.a.decided_at = d->now;
     snprintf(r.a.decided_by, sizeof(r.a.decided_by), "%s", d->actor);
     snprintf(r.a.note, sizeof(r.a.note), "%s", d->note ? d->note : "");
-    if ((rc = appr_put(t, &r)) != 0)
+    if ((rc = appr_put(t, &r)) != 0 ||
+        (rc = ledger_event_approval(t, PG_EVENT_APPROVAL_DECIDED, &r, d->now)) != 0)
         return rc;
     struct audit_entry e = {
         .time = d->now,

@@ -6,6 +6,7 @@
  * of them fits. The contract is in ledger.h above enum pg_begin_result. */
 #include "common/pg.h"
 #include "ledger/ledger_int.h"
+#include "ledger/outbox_int.h"
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -107,7 +108,8 @@ static int audit_decision(const struct begin *b, const char *action, const char 
 static int deny(struct begin *b)
 {
     b->req->result = PG_BEGIN_DECIDED;
-    return audit_decision(b, "deny", NULL);
+    int rc = ledger_event_denied(b->t, b->req, b->cur);
+    return rc ? rc : audit_decision(b, "deny", NULL);
 }
 
 static int hold(struct begin *b)
@@ -133,6 +135,8 @@ static int hold(struct begin *b)
             return rc;
     }
     req->result = PG_BEGIN_DECIDED;
+    if ((rc = ledger_event_approval(b->t, PG_EVENT_APPROVAL_REQUESTED, &a, req->now)) != 0)
+        return rc;
     return audit_decision(b, "hold", NULL);
 }
 
@@ -329,7 +333,9 @@ static int fresh(struct begin *b)
     case PG_VERDICT_HOLD: return hold(b);
     case PG_VERDICT_ALLOW: break;
     }
-    return allow(b);
+    if ((rc = allow(b)) != 0)
+        return rc;
+    return ledger_event_spend(t, req, spend_cur, &spend, b->obj_live, b->grow);
 }
 
 /* --- an existing key ------------------------------------------------------------------- */

@@ -17,6 +17,7 @@ const char *const pg_ledger_db_names[DB_COUNT] = {
     [DB_APPROVALS] = "approvals", [DB_AUDIT] = "audit",
     [DB_AUDIT_HEAD] = "audit_head", [DB_EXPIRY] = "expiry",
     [DB_RESPONSES] = "responses", [DB_REVOKED] = "revoked",
+    [DB_OUTBOX] = "outbox",       [DB_DELIVERIES] = "deliveries", [DB_NOTIFY] = "notify",
     [DB_SESSIONS] = "sessions",   [DB_SESSION_FAMILIES] = "session_families",
     [DB_HUMANS] = "humans",
 };

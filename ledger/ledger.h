@@ -547,4 +547,129 @@ PG_WUR int pg_ledger_audit_page(struct pg_ledger *l, const char *org, uint64_t a
                                 int (*cb)(void *arg, uint64_t seq, const char *json, size_t len),
                                 void *arg, uint64_t *next);
 
+/* --- the webhook outbox (ledger/outbox.c) -----------------------------------
+ *
+ * Events for humans are written into an outbox in the same transaction as
+ * their cause, so an event exists exactly when its cause committed. Only the
+ * events some webhook subscribes to are written (pg_ledger_outbox_set): with
+ * no webhook configured the payment path writes nothing more. An event is
+ * one append at the end of the outbox tree. The notifier (notify/) later
+ * fans each event out into one delivery per subscribed endpoint, keyed by
+ * the time it is due, and records every attempt (audited in the event's org
+ * chain, actor "payguard", action "webhook").
+ *   outbox      u64 BE event id -> {type, time, org, message id, arg, payload}
+ *   deliveries  due time ‖ message id ‖ endpoint id -> {attempts, ..., payload}
+ *   notify      't' agent \0 currency window day permille: a budget threshold
+ *               already announced; 'x' approval id: an expiry announced;
+ *               'e' endpoint id: an endpoint disabled (410); 's': settings
+ * Payloads are JSON {"type","timestamp","data":{...}}; they never hold a
+ * card number (counterparties are masked like the audit log) or a secret. */
+
+enum pg_event {
+    PG_EVENT_APPROVAL_REQUESTED,   /* a HOLD created an approval */
+    PG_EVENT_APPROVAL_DECIDED,     /* a human approved or denied it */
+    PG_EVENT_APPROVAL_EXPIRED,     /* it expired undecided */
+    PG_EVENT_BUDGET_THRESHOLD,     /* a reservation took a window's spend past a fraction of its limit */
+    PG_EVENT_PAYMENT_DENIED,       /* a request was denied by policy */
+    PG_EVENT_AGENT_REVOKED,        /* a human revoked an agent */
+    PG_EVENT_AUDIT_VERIFY_FAILED,  /* a verification found a broken chain */
+    PG_EVENT_COUNT
+};
+/* "approval.requested", ...; NULL for an unknown value. */
+const char *pg_event_name(enum pg_event e);
+/* The event named s, or -1. */
+int pg_event_from_name(const char *s);
+
+#define PG_OUTBOX_MAX_THRESHOLDS 8
+
+/* Which events to write (bit 1u << PG_EVENT_x; 0: none) and the budget
+ * thresholds in permille of a limit (1..1000, at most
+ * PG_OUTBOX_MAX_THRESHOLDS; copied). Takes effect at once in this process;
+ * no I/O. pg_ledger_outbox_save writes them to the ledger so that other
+ * processes opening it (the CLI deciding an approval, revoking an agent)
+ * write the same events; a process that never called set reads them from
+ * there on its first event. Any thread. */
+void pg_ledger_outbox_set(struct pg_ledger *l, uint32_t mask, const uint16_t *permille, size_t n);
+/* Own write transaction; not on the loop thread. 0, PG_ESTORE, PG_EBUSY (read-only). */
+PG_WUR int pg_ledger_outbox_save(struct pg_ledger *l);
+
+#define PG_ENDPOINT_ID_LEN 8       /* first bytes of SHA-256 of the endpoint's URL */
+
+/* A webhook endpoint as the fan-out sees it. */
+struct pg_outbox_endpoint {
+    uint8_t id[PG_ENDPOINT_ID_LEN];
+    uint32_t mask;                 /* events it subscribes to */
+    uint16_t permille[PG_OUTBOX_MAX_THRESHOLDS];   /* budget thresholds it wants */
+    size_t npermille;
+};
+
+/* Moves up to `max` events from the outbox into deliveries, one per
+ * endpoint that subscribes to the event (and, for budget.threshold, wants
+ * its threshold) and is not disabled; an event nobody wants is dropped.
+ * *moved (may be NULL) gets the number of events taken. Own write
+ * transaction; not on the loop thread. 0, PG_ESTORE, PG_ENOMEM. */
+PG_WUR int pg_ledger_outbox_fanout(struct pg_ledger *l, const struct pg_outbox_endpoint *eps,
+                                   size_t n, size_t max, size_t *moved);
+
+/* One delivery: an event on its way to one endpoint. */
+struct pg_delivery {
+    uint8_t key[8 + 48 + PG_ENDPOINT_ID_LEN];   /* where it is stored (opaque) */
+    size_t key_len;
+    uint8_t endpoint[PG_ENDPOINT_ID_LEN];
+    char msg_id[48];               /* webhook-id: the same on every attempt and endpoint */
+    char type[32];                 /* "approval.requested", ... */
+    char org[PG_ID_MAX + 1];       /* whose audit chain records the attempts */
+    uint32_t attempts;             /* made so far */
+    int64_t created_at;            /* when the event happened */
+    int64_t due;                   /* when this attempt was due */
+    char *payload;                 /* malloc'd JSON, NUL-terminated; pg_delivery_free */
+    size_t payload_len;
+};
+void pg_delivery_free(struct pg_delivery *d);
+
+/* Up to `max` deliveries due at `now`, oldest due first, into out (each
+ * freed with pg_delivery_free). *n gets how many; *next_due (may be NULL)
+ * the due time of the first one not yet due (INT64_MAX: none). Read
+ * transaction. 0, PG_ESTORE, PG_ENOMEM. */
+PG_WUR int pg_ledger_deliveries_due(struct pg_ledger *l, int64_t now, struct pg_delivery *out,
+                                    size_t max, size_t *n, int64_t *next_due);
+
+enum pg_delivery_result {
+    PG_DELIVERY_OK,                /* 2xx: done */
+    PG_DELIVERY_RETRY,             /* failed: try again at next_at */
+    PG_DELIVERY_GIVE_UP,           /* failed past max_age: dropped */
+    PG_DELIVERY_DISABLE,           /* 410 Gone: dropped, and the endpoint disabled for good */
+    PG_DELIVERY_DROP               /* not attempted: the endpoint is gone from the config or disabled */
+};
+
+/* Records what became of one attempt of `d`, in one write transaction: the
+ * delivery is removed (or moved to next_at with one more attempt), a 410
+ * marks the endpoint disabled, and one audit entry in d->org's chain says
+ * so (actor "payguard", action "webhook", outcome "delivered", "retry",
+ * "given_up", "disabled" or "dropped", reason e.g. "http_503" or
+ * "connect_failed", note with the event type, message and endpoint ids and
+ * the attempt number; never the URL, which may hold a token). A delivery
+ * already gone (recorded twice) changes nothing. Not on the loop thread.
+ * 0, PG_ESTORE, PG_ENOMEM. */
+PG_WUR int pg_ledger_delivery_done(struct pg_ledger *l, const struct pg_delivery *d,
+                                   enum pg_delivery_result r, int64_t next_at, const char *reason,
+                                   int64_t now);
+
+/* 1 when the endpoint was disabled (a 410), 0 when not, PG_ESTORE. Read
+ * transaction; any thread. */
+PG_WUR int pg_ledger_endpoint_disabled(struct pg_ledger *l, const uint8_t id[PG_ENDPOINT_ID_LEN]);
+
+/* Writes approval.expired for every pending approval whose expiry has
+ * passed at `now` and was not announced yet (each once). *n (may be NULL)
+ * gets how many. Own write transaction; not on the loop thread. 0,
+ * PG_ESTORE, PG_ENOMEM. */
+PG_WUR int pg_ledger_outbox_expire_sweep(struct pg_ledger *l, int64_t now, size_t *n);
+
+/* Writes audit.verify_failed for a report that is not ok (own write
+ * transaction; the admin API and the CLI call it after a verification).
+ * 0 (also when r->ok or the event is not wanted), PG_ESTORE, PG_EBUSY on
+ * a read-only ledger. */
+PG_WUR int pg_ledger_audit_verify_failed(struct pg_ledger *l, const struct pg_audit_report *r,
+                                         int64_t now);
+
 #endif /* PG_LEDGER_H */

@@ -41,6 +41,9 @@ enum ldb {
     DB_SESSIONS,                     /* admin API: refresh tokens (sessions.c) */
     DB_SESSION_FAMILIES,
     DB_HUMANS,                       /* JWT key, last TOTP steps, spent recovery codes */
+    DB_OUTBOX,                       /* webhook events, appended (outbox.c) */
+    DB_DELIVERIES,                   /* webhook deliveries by due time */
+    DB_NOTIFY,                       /* announced thresholds and expiries, disabled endpoints */
     DB_COUNT
 };
 
@@ -49,6 +52,15 @@ extern const char *const pg_ledger_db_names[DB_COUNT];
 
 /* Kinds of the expiry index (first key byte). */
 enum { EXP_IDEM_DONE = 1, EXP_RESV_DONE = 2 };
+
+/* Which events go to the webhook outbox (outbox.c): set by the notifier,
+ * or read from the ledger on first use by other processes. */
+struct outbox_settings {
+    atomic_bool loaded;
+    atomic_uint mask;                /* bit per enum pg_event; 0: write nothing */
+    atomic_uint npermille;
+    atomic_uint permille[PG_OUTBOX_MAX_THRESHOLDS];
+};
 
 /* A string the ledger hands out as `const char *` until close (routes read
  * back from records). */
@@ -85,6 +97,7 @@ struct pg_ledger {
     struct pg_ledger_stats stats;    /* map_size also read under maplock */
     int64_t last_prune;              /* writer only: request time of the last prune */
     bool prune_more;                 /* writer only: the last prune ran out of budget */
+    struct outbox_settings outbox;   /* which webhook events to write (outbox.c) */
 };
 
 /* One transaction and what the code working in it needs. LMDB failures set

@@ -3,6 +3,7 @@
  * Record: agent id → {v1, at, actor, reason}; absent means not revoked. */
 #include "common/pg.h"
 #include "ledger/ledger_int.h"
+#include "ledger/outbox_int.h"
 
 #include <stdio.h>
 
@@ -35,6 +36,8 @@ static int revoke_fn(struct ltx *t, void *arg)
     } else {
         rc = ltx_del(t, DB_REVOKED, a->agent, kn);
     }
+    if (rc == 0 && a->revoke)
+        rc = ledger_event_revoked(t, a->org, a->agent, a->actor, a->reason, a->now);
     if (rc != 0)
         return rc;
     struct audit_entry en = {

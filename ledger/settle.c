@@ -5,6 +5,7 @@
  * transitions are listed in ledger.h above enum pg_settle_outcome. */
 #include "common/pg.h"
 #include "ledger/ledger_int.h"
+#include "ledger/outbox_int.h"
 
 #include <stdio.h>
 
@@ -294,5 +295,6 @@ int ledger_do_record(struct ltx *t, struct pg_ledger_req *req)
         .reason = d->reason,
         .approval = req->approval_id,
     };
-    return audit_append(t, &e);
+    int rc = ledger_event_denied(t, req, NULL);
+    return rc ? rc : audit_append(t, &e);
 }

@@ -151,6 +151,7 @@ struct server {
     uint32_t nconns;               /* agent connections open */
     uint32_t auth_inflight;        /* bcrypt checks queued in the thread pool */
     struct pg_ledger *ledger;
+    struct pg_notify *notify;      /* webhook deliveries (notify/); pg_notify_stats for /metrics */
     SSL_CTX *agents_tls;           /* listen.tls, built at start-up */
     bool draining;
     bool reloading;                /* a reload is being built in the thread pool */

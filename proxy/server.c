@@ -6,6 +6,7 @@
 #include "proxy/proxy.h"
 #include "policy/pan.h"
 #include "proxy/proxy_int.h"
+#include "notify/notify.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -1195,6 +1196,7 @@ static void reload_after_cb(uv_work_t *req, int status)
         srv->rt = w->rt;
         old->retired = true;
         pg_auth_limiter_set_limit(srv->limiter, w->cfg->limits.auth_failures);
+        pg_notify_update(srv->notify, w->cfg);
         runtime_release(old);
         log_event(srv->log, "info", "config reloaded", "path", srv->config_path, NULL, NULL);
     }
@@ -1329,6 +1331,10 @@ int pg_proxy_run(const char *config_path)
         log_event(srv.log, "error", "cannot open the ledger", "data_dir", cfg->data_dir, "error", err);
         goto fail_runtime;
     }
+    if (pg_notify_start(srv.ledger, cfg, srv.log, &srv.notify) != 0) {
+        log_event(srv.log, "error", "cannot start the webhook notifier", NULL, NULL, NULL, NULL);
+        goto fail_runtime;
+    }
     uv_timer_init(srv.loop, &srv.drain_timer);
     srv.drain_timer.data = &srv;
     uv_signal_init(srv.loop, &srv.sigterm);
@@ -1354,6 +1360,7 @@ int pg_proxy_run(const char *config_path)
     log_event(srv.log, "info", "stopped", NULL, NULL, NULL, NULL);
 fail_runtime:
     /* The writer finishes what is queued; its completions run on the loop. */
+    pg_notify_stop(srv.notify); /* before the ledger it records into */
     if (srv.ledger)
         pg_ledger_close(srv.ledger);
     SSL_CTX_free(srv.agents_tls);

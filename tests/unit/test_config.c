@@ -1913,17 +1913,20 @@ static void agents_are_checked(void **state)
 static void webhooks_are_checked(void **state)
 {
     (void)state;
-    assert_int_equal(setenv("PG_TEST_WH", "whsec_test", 1), 0);
+    assert_int_equal(setenv("PG_TEST_WH", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1), 0);
     struct pg_config *cfg = load_ok(MINIMAL "webhooks:\n"
                                             "  - url: https://hooks.acme.test/payguard\n"
                                             "    secret: env:PG_TEST_WH\n"
-                                            "    events: [approval.requested, audit.broken]\n",
+                                            "    events: [approval.requested, audit.verify_failed]\n",
                                     true);
     assert_int_equal(cfg->nwebhooks, 1);
     assert_string_equal(cfg->webhooks[0].url, "https://hooks.acme.test/payguard");
-    assert_string_equal(cfg->webhooks[0].secret, "whsec_test");
+    assert_string_equal(cfg->webhooks[0].secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     assert_int_equal(cfg->webhooks[0].nevents, 2);
-    assert_string_equal(cfg->webhooks[0].events[1], "audit.broken");
+    assert_string_equal(cfg->webhooks[0].events[1], "audit.verify_failed");
+    assert_int_equal(cfg->webhooks[0].nthresholds, 0); /* the notifier's default applies */
+    assert_int_equal(cfg->webhooks[0].max_age_s, 0);
+    assert_null(cfg->webhooks[0].ca_file);
     pg_config_free(cfg);
 
     EXPECT_ERRORS(MINIMAL "webhooks:\n"
@@ -1937,12 +1940,72 @@ static void webhooks_are_checked(void **state)
                   "payguard.yaml:6:10: webhooks[0].url: webhook targets must use https://",
                   "payguard.yaml:8:30: webhooks[0].events[1]: unknown value \"payment.deniedd\" "
                   "(did you mean \"payment.denied\"? expected approval.requested, "
-                  "approval.decided, budget.threshold, payment.denied, payment.held, "
-                  "agent.revoked or audit.broken)",
+                  "approval.decided, approval.expired, budget.threshold, payment.denied, "
+                  "agent.revoked or audit.verify_failed)",
                   "payguard.yaml:11:13: webhooks[1].events: list at least one event",
                   "payguard.yaml:12:5: missing required key \"url\" in webhooks[2]",
                   "payguard.yaml:12:5: missing required key \"secret\" in webhooks[2]",
                   "payguard.yaml:12:5: missing required key \"events\" in webhooks[2]");
+}
+
+/* Signing secrets are Standard Webhooks ones (whsec_ + base64 of 24-64
+ * bytes), previous secrets sign during a rotation, thresholds are
+ * fractions of a limit (kept ascending), max_age a duration. */
+static void webhook_delivery_settings(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("PG_TEST_WH", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1), 0);
+    assert_int_equal(
+        setenv("PG_TEST_WH_OLD", "whsec_dGhpcyBpcyB0aGUgb2xkIGtleSBvZiB0aGUgcm90YXRpb24=", 1), 0);
+    assert_int_equal(setenv("PG_TEST_WH_BAD", "whsec_tooshort", 1), 0);
+    struct pg_config *cfg = load_ok(MINIMAL "webhooks:\n"
+                                            "  - url: https://hooks.acme.test/payguard\n"
+                                            "    secret: env:PG_TEST_WH\n"
+                                            "    previous_secrets: [env:PG_TEST_WH_OLD]\n"
+                                            "    events: [budget.threshold]\n"
+                                            "    thresholds: [1.0, 0.25, \"0.9\"]\n"
+                                            "    max_age: 2h\n"
+                                            "    ca_file: /etc/ssl/private-ca.pem\n",
+                                    true);
+    const struct pg_webhook *w = &cfg->webhooks[0];
+    assert_int_equal(w->nprevious, 1);
+    assert_string_equal(w->previous[0], "whsec_dGhpcyBpcyB0aGUgb2xkIGtleSBvZiB0aGUgcm90YXRpb24=");
+    assert_string_equal(w->previous_refs[0], "env:PG_TEST_WH_OLD");
+    assert_int_equal(w->nthresholds, 3);
+    assert_int_equal(w->thresholds[0], 250);
+    assert_int_equal(w->thresholds[1], 900);
+    assert_int_equal(w->thresholds[2], 1000);
+    assert_int_equal(w->max_age_s, 7200);
+    assert_string_equal(w->ca_file, "/etc/ssl/private-ca.pem");
+    pg_config_free(cfg);
+
+    EXPECT_ERRORS(MINIMAL "webhooks:\n"
+                          "  - url: https://hooks.acme.test/a\n"
+                          "    secret: env:PG_TEST_WH_BAD\n"
+                          "    previous_secrets: [env:PG_TEST_WH, env:PG_TEST_WH, env:PG_TEST_WH, "
+                          "env:PG_TEST_WH]\n"
+                          "    events: [budget.threshold]\n"
+                          "    thresholds: [0.5, 0, 1.5, 0.1234, 0.5]\n"
+                          "    max_age: 3w\n"
+                          "  - url: https://hooks.acme.test/b\n"
+                          "    secret: env:PG_TEST_WH\n"
+                          "    events: [payment.denied]\n"
+                          "    thresholds: [0.5, 0.50]\n",
+                  "payguard.yaml:7:13: webhooks[0].secret: a webhook signing secret must be "
+                  "\"whsec_\" followed by the base64 of 24 to 64 random bytes (e.g. "
+                  "whsec_$(openssl rand -base64 32))",
+                  "payguard.yaml:8:23: webhooks[0].previous_secrets: at most 3 previous secrets",
+                  "payguard.yaml:10:23: webhooks[0].thresholds[1]: \"0\" must be a fraction of "
+                  "the limit above 0 and at most 1, like 0.8",
+                  "payguard.yaml:10:26: webhooks[0].thresholds[2]: \"1.5\" must be a fraction of "
+                  "the limit above 0 and at most 1, like 0.8",
+                  "payguard.yaml:10:31: webhooks[0].thresholds[3]: \"0.1234\" has more than 3 "
+                  "decimals",
+                  "payguard.yaml:10:39: duplicate entry \"0.5\" in webhooks[0].thresholds "
+                  "(first at line 10, column 18)",
+                  "payguard.yaml:11:14: webhooks[0].max_age: \"3w\" must be a duration like 30s, "
+                  "5m, 1h or 1d",
+                  "payguard.yaml:15:17: webhooks[1].thresholds: \"0.50\" is listed twice");
 }
 
 static void limits_have_bounds(void **state)
@@ -2193,6 +2256,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(users_are_checked),
         cmocka_unit_test(agents_are_checked),
         cmocka_unit_test(webhooks_are_checked),
+        cmocka_unit_test(webhook_delivery_settings),
         cmocka_unit_test(limits_have_bounds),
         cmocka_unit_test(lookups_match_whole_names),
         cmocka_unit_test(many_problems_are_capped),
