@@ -164,6 +164,7 @@ static void ledger_done(struct pg_ledger_req *lr)
         return;
     }
     c->ledger_pending = false;
+    metrics_commit_done(c);
     if (c->state == CONN_CLOSING) {
         /* The agent left while the ledger worked. */
         bool reserved = op->step == STEP_BEGIN && lr->status == 0 &&
@@ -277,6 +278,7 @@ static struct money_op *op_new(struct conn *c, enum money_step step, enum pg_led
 static bool submit(struct conn *c, struct money_op *op)
 {
     enum conn_state was = c->state;
+    c->ledger_start_us = now_us();
     c->ledger_pending = true;
     c->state = CONN_LEDGER;
     if (pg_ledger_submit(c->srv->ledger, &op->lr) != 0) {

@@ -95,7 +95,7 @@ struct conn {
     size_t write_queue_bytes;
     bool close_after_write;
     bool read_stopped;
-    bool auth_pending;             /* bcrypt work holds a pointer to us */
+    bool auth_pending;             /* bcrypt or admin work holds a pointer to us */
     bool ledger_pending;           /* a ledger request holds a pointer to us */
     bool url_pending;              /* a URL check holds a pointer to us */
     bool timer_closed;
@@ -109,6 +109,7 @@ struct conn {
     uint64_t req_start_us;
     uint64_t up_start_us;
     uint64_t up_done_us;
+    uint64_t ledger_start_us;      /* a ledger request was queued (metrics) */
     uint64_t bytes_in, bytes_out;
     int status;                    /* status sent to the agent */
     const char *error;             /* short reason for the log, static */
@@ -138,6 +139,32 @@ struct verdict_ctx {
     const char *error_type;        /* Stripe error type when not the verdict's default */
 };
 
+/* Counters for /metrics (metrics.c): plain integers in fixed arrays,
+ * bumped on the loop thread, read there when /metrics renders. */
+#define METRICS_SERIES 256             /* distinct rail/operation/decision/reason */
+#define METRICS_BUCKETS 14             /* latency histogram bounds, plus +Inf */
+struct metrics_series {
+    char rail[32];
+    char reason[48];
+    uint8_t op;                        /* enum pg_op, or 0xff: not classified */
+    uint8_t decision;                  /* enum pg_verdict, or 0xff: none */
+    bool used;
+    uint64_t n;
+};
+struct metrics_hist {
+    uint64_t le[METRICS_BUCKETS];      /* counts per bucket (not cumulative) */
+    uint64_t inf;
+    uint64_t count, sum_us;
+};
+struct metrics {
+    struct metrics_series series[METRICS_SERIES];
+    uint64_t series_dropped;           /* requests whose labels found no slot */
+    uint64_t rail_status[600];         /* rail answers by status code */
+    struct metrics_hist decision, commit, upstream;
+};
+
+struct admin;
+
 struct server {
     uv_loop_t *loop;
     uv_tcp_t agents;
@@ -153,6 +180,8 @@ struct server {
     struct pg_ledger *ledger;
     struct pg_notify *notify;      /* webhook deliveries (notify/); pg_notify_stats for /metrics */
     SSL_CTX *agents_tls;           /* listen.tls, built at start-up */
+    struct admin *admin_api;       /* the admin API's state (admin.c) */
+    struct metrics metrics;
     bool draining;
     bool reloading;                /* a reload is being built in the thread pool */
     bool reload_again;             /* SIGHUP arrived meanwhile: load once more after */
@@ -217,6 +246,29 @@ void urlcheck_start(struct conn *c, void (*next)(struct conn *c));
 
 /* admin.c */
 void admin_handle(struct conn *c);
+/* Loads (or makes) the access-token key; before the loop serves. 0 or an
+ * error with err filled. admin_free accepts a server without one. */
+int admin_init(struct server *srv, char *err, size_t errlen);
+void admin_free(struct server *srv);
+
+/* metrics.c: one call each, on the loop thread */
+void metrics_request_done(struct conn *c);     /* an agent request ended */
+void metrics_rail_status(struct server *srv, int status);
+void metrics_commit_done(struct conn *c);      /* the ledger answered c */
+/* What /metrics needs from the ledger, read in the thread pool. */
+struct metrics_ledger {
+    uint64_t pending;                  /* pending and authorized reservations */
+    size_t norgs;
+    char (*orgs)[PG_ID_MAX + 1];
+    uint64_t *heads;                   /* audit head seq per org */
+    struct pg_ledger_stats stats;
+    bool ok;
+};
+int metrics_ledger_read(struct pg_ledger *l, const struct pg_config *cfg,
+                        struct metrics_ledger *out);
+void metrics_ledger_free(struct metrics_ledger *lv);
+/* Prometheus text format (0.0.4) into out. 0 or PG_ENOMEM. */
+int metrics_render(struct server *srv, const struct metrics_ledger *lv, struct pg_buf *out);
 
 /* log.c */
 void log_request(struct conn *c);

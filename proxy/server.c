@@ -338,6 +338,7 @@ void conn_request_done(struct conn *c)
         c->close_after_write = true;
     /* The answer goes out before the log line is written. */
     conn_flush(c);
+    metrics_request_done(c);
     if (c->req_start_us && !c->admin)
         log_request(c);
     if (c->state == CONN_CLOSING)
@@ -1331,6 +1332,10 @@ int pg_proxy_run(const char *config_path)
         log_event(srv.log, "error", "cannot open the ledger", "data_dir", cfg->data_dir, "error", err);
         goto fail_runtime;
     }
+    if (admin_init(&srv, err, sizeof(err)) != 0) {
+        log_event(srv.log, "error", "cannot start the admin API", "error", err, NULL, NULL);
+        goto fail_runtime;
+    }
     if (pg_notify_start(srv.ledger, cfg, srv.log, &srv.notify) != 0) {
         log_event(srv.log, "error", "cannot start the webhook notifier", NULL, NULL, NULL, NULL);
         goto fail_runtime;
@@ -1373,6 +1378,7 @@ fail_runtime:
     uv_loop_close(srv.loop);
     pg_token_cache_free(srv.tokens);
     pg_auth_limiter_free(srv.limiter);
+    admin_free(&srv);
 fail_log:
     if (srv.log != stderr)
         fclose(srv.log);

@@ -416,6 +416,7 @@ static int on_resp_headers_complete(llhttp_t *h)
         return 0; /* interim answers stay between payguard and the rail */
     if (!c)
         return -1;
+    metrics_rail_status(c->srv, status);
     pg_msg_scan_connection(m);
     if (c->vc && c->vc->in_ledger)
         return buffer_head(c, m, status);
