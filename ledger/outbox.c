@@ -218,13 +218,20 @@ static void set_amount(json_t *o, bool has, int64_t amount, const char *currency
     set_str(o, "currency", currency);
 }
 
+/* Free text and counterparties: digit runs as long as a card number keep
+ * their last four only, as in the audit log. */
+static void set_masked(json_t *o, const char *k, const char *v)
+{
+    char masked[512];
+    if (!v || !v[0])
+        return;
+    audit_mask_digits(v, masked, sizeof(masked));
+    set_str(o, k, masked);
+}
+
 static void set_counterparty(json_t *o, const char *cp)
 {
-    char masked[PG_COUNTERPARTY_MAX + 1];
-    if (!cp || !cp[0])
-        return;
-    audit_mask_digits(cp, masked, sizeof(masked));
-    set_str(o, "counterparty", masked);
+    set_masked(o, "counterparty", cp);
 }
 
 int ledger_event_approval(struct ltx *t, enum pg_event ev, const struct appr *r, int64_t now)
@@ -249,7 +256,7 @@ int ledger_event_approval(struct ltx *t, enum pg_event ev, const struct appr *r,
         if (ev == PG_EVENT_APPROVAL_DECIDED) {
             set_str(d, "decision", r->stored_status == PG_APPROVAL_APPROVED ? "approved" : "denied");
             set_str(d, "decided_by", a->decided_by);
-            set_str(d, "note", a->note);
+            set_masked(d, "note", a->note);
             set_time(d, "decided_at", a->decided_at);
         }
     }
@@ -395,7 +402,7 @@ int ledger_event_revoked(struct ltx *t, const char *org, const char *agent, cons
         set_str(d, "org", org);
         set_str(d, "agent", agent);
         set_str(d, "revoked_by", actor);
-        set_str(d, "reason", reason);
+        set_masked(d, "reason", reason);
         set_time(d, "revoked_at", now);
     }
     return event_add(t, PG_EVENT_AGENT_REVOKED, org, now, 0, d);
