@@ -3,6 +3,7 @@
  * config's data_dir directly; LMDB lets them run while payguard serves. */
 #include "common/pg.h"
 #include "ledger/ledger.h"
+#include "proxy/agent_view.h"
 #include "proxy/cli.h"
 
 #include <stdio.h>
@@ -220,48 +221,38 @@ static int show_agent(struct pg_ledger *l, const struct pg_config *cfg, const st
 {
     char err[256];
     struct pg_policy *pol = NULL;
-    const struct pg_org *org = pg_config_org(cfg, pg_slice_cstr(a->org));
-    if (!org || !org->tz || pg_policy_compile(cfg, a, &pol, err, sizeof(err)) != 0) {
+    if (pg_policy_compile(cfg, a, &pol, err, sizeof(err)) != 0) {
         fprintf(stderr, "payguard: agent %s: cannot compile its policy\n", a->id);
         return 1;
     }
-    const char *cur = pg_policy_currency(pol)[0] ? pg_policy_currency(pol) : "usd";
-    struct pg_windows w;
-    pg_tz_windows(org->tz, now, &w);
-    struct pg_spend posted, pending;
-    if (pg_ledger_spend(l, a->id, cur, &w, now, pg_policy_velocity_period(pol), &posted, &pending) != 0) {
+    /* The same view the admin API answers (GET /v1/agents/{id}). */
+    struct pg_agent_view v;
+    int rc = pg_agent_view(l, cfg, a, pol, now, &v);
+    if (rc != 0) {
         pg_policy_free(pol);
-        fprintf(stderr, "payguard: agent %s: cannot read its spend\n", a->id);
+        fprintf(stderr, "payguard: agent %s: %s\n", a->id,
+                rc == PG_ENOTFOUND ? "its org has no time zone" : "cannot read its spend");
         return 1;
     }
-    printf("agent %s  (org %s, %s, policy %s, currency %s)\n", a->id, a->org, pg_tz_name(org->tz),
+    const char *cur = v.currency;
+    printf("agent %s  (org %s, %s, policy %s, currency %s)\n", a->id, a->org, v.zone,
            a->policy ? a->policy : "none", cur);
     printf("  %-8s %-14s %-14s %-14s %-14s\n", "window", "posted", "pending", "limit", "headroom");
-    const char *names[3] = { "daily", "weekly", "monthly" };
-    enum pg_limit_kind kinds[3] = { PG_LIMIT_DAILY, PG_LIMIT_WEEKLY, PG_LIMIT_MONTHLY };
-    int64_t p[3] = { posted.day, posted.week, posted.month };
-    int64_t q[3] = { pending.day, pending.week, pending.month };
     for (int i = 0; i < 3; i++) {
-        int64_t limit = -1, used, headroom = -1;
-        if (pg_policy_limit(pol, kinds[i], cur, &limit) != 0)
-            limit = -1;
-        if (__builtin_add_overflow(p[i], q[i], &used))
-            used = INT64_MAX;
-        if (limit >= 0)
-            headroom = used >= limit ? 0 : limit - used;
-        printf("  %-8s ", names[i]);
-        print_money(p[i], cur);
+        const struct pg_window_view *w = &v.w[i];
+        printf("  %-8s ", w->name);
+        print_money(w->posted, cur);
         printf(" ");
-        print_money(q[i], cur);
+        print_money(w->pending, cur);
         printf(" ");
-        print_money(limit, cur);
+        print_money(w->limit, cur);
         printf(" ");
-        print_money(headroom, cur);
+        print_money(w->headroom, cur);
         printf("\n");
     }
-    uint32_t vp = pg_policy_velocity_period(pol);
-    if (vp)
-        printf("  velocity: %u money operations in the last %u s\n", pending.velocity_count, vp);
+    if (v.velocity_period_s)
+        printf("  velocity: %u money operations in the last %u s\n", v.velocity_count,
+               v.velocity_period_s);
     printf("  pending reservations:\n");
     if (pg_ledger_pending(l, a->id, print_pending, NULL) != 0)
         printf("    (could not read)\n");
