@@ -173,6 +173,7 @@ after(async () => {
     await mock?.stop();
 });
 
+
 const key = () => `it-${randomUUID()}`;
 
 /* A held payment of `agent`: 402 with an approval id, nothing reached the rail. */
@@ -628,4 +629,9 @@ test('/metrics: Prometheus text with requests by rail/operation/decision/reason,
     const head = Number(/^payguard_audit_head_seq\{org="acme"\} (\d+)$/m.exec(t)?.[1]);
     assert.ok(head > 0 && head <= v.json.head_seq, `${head} vs ${v.json.head_seq}`);
     assert.match(t, /^payguard_audit_head_seq\{org="globex"\} \d+$/m);
+});
+
+test('payguard stops cleanly after all of it (exit 0: under ASan, no leak)', async () => {
+    const { code } = await pg.stop();
+    assert.equal(code, 0, pg.tail(40));
 });
