@@ -982,7 +982,7 @@ PINTABLE=$(
         echo
         echo "payguard / nginx (1 worker), pinned: req/s $(ratio "${M_PRPS[payguard]}" "${M_PRPS[nginx1]}") (median of per-round $(round_ratio "${PRPS[payguard]}" "${PRPS[nginx1]}")), CPU per request $(ratio "${M_PCPU[payguard]}" "${M_PCPU[nginx1]}")."
     else
-        echo "(skipped: needs 2 CPUs and taskset)"
+        if [ "$PIN_ROUNDS" = 0 ]; then echo "(not run in a quick run)"; else echo "(skipped: needs 2 CPUs and taskset)"; fi
     fi
 )
 C1TABLE=$(
