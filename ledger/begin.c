@@ -24,6 +24,7 @@ struct begin {
     bool have_obj, obj_live;         /* the follow-up's object reservation */
     struct resv obj;
     int64_t grow;                    /* what a follow-up adds to it */
+    uint64_t iid;                    /* the key's record id when it has one */
 };
 
 static bool is_follow_up(enum pg_action a)
@@ -123,6 +124,7 @@ static int hold(struct begin *b)
     if (b->kn) {
         struct idem r;
         memset(&r, 0, sizeof(r));
+        r.iid = b->iid; /* a key seen before is updated, not created again */
         r.state = IDEM_HELD;
         r.op = (uint8_t)req->op;
         r.action = (uint8_t)req->action;
@@ -207,7 +209,7 @@ static int allow(struct begin *b)
              * follow-ups settle this reservation. */
             if (req->action == PG_ACT_INCREMENT && req->object_id[0]) {
                 memcpy(r.object_id, req->object_id, sizeof(r.object_id));
-                if ((rc = objects_put(t, req->object_id, id)) != 0)
+                if ((rc = objects_index(t, req->object_id, id)) != 0)
                     return rc;
             }
             if ((rc = resv_put(t, &r, true)) != 0)
@@ -230,6 +232,7 @@ static int allow(struct begin *b)
     if (b->kn) {
         struct idem r;
         memset(&r, 0, sizeof(r));
+        r.iid = b->iid; /* a key seen before is updated, not created again */
         r.state = IDEM_IN_FLIGHT;
         r.op = (uint8_t)req->op;
         r.action = (uint8_t)req->action;
@@ -454,6 +457,7 @@ int ledger_do_begin(struct ltx *t, struct pg_ledger_req *req)
         struct idem r;
         int rc = idem_get(t, b.key, b.kn, &r);
         if (rc == 0) {
+            b.iid = r.iid;
             if (memcmp(r.fingerprint, req->fingerprint, PG_SHA256_LEN) != 0) {
                 req->result = PG_BEGIN_MISMATCH;
                 return 0;

@@ -18,6 +18,7 @@ const char *const pg_ledger_db_names[DB_COUNT] = {
     [DB_AUDIT_HEAD] = "audit_head", [DB_EXPIRY] = "expiry",
     [DB_RESPONSES] = "responses", [DB_REVOKED] = "revoked",
     [DB_OUTBOX] = "outbox",       [DB_DELIVERIES] = "deliveries", [DB_NOTIFY] = "notify",
+    [DB_IDEM_UPDATES] = "idem_updates",
     [DB_SESSIONS] = "sessions",   [DB_SESSION_FAMILIES] = "session_families",
     [DB_HUMANS] = "humans",
 };
@@ -27,7 +28,8 @@ const char *const pg_ledger_db_names[DB_COUNT] = {
 #define MAP_ALIGN UINT64_C(65536) /* a multiple of every page size in use */
 #define META_SCHEMA "schema"
 #define META_EPOCH "epoch"
-static const char *const counter_keys[] = { [CTR_RESV] = "resv_next", [CTR_RESP] = "resp_next" };
+static const char *const counter_keys[] = { [CTR_RESV] = "resv_next", [CTR_RESP] = "resp_next",
+                                             [CTR_IDEM] = "idem_next" };
 
 /* --- transactions -------------------------------------------------------- */
 
@@ -68,6 +70,7 @@ int ltx_begin(struct pg_ledger *l, bool write, struct ltx *t)
 
 void ltx_abort(struct ltx *t)
 {
+    ledger_objects_finish(t, false);
     if (!t->txn)
         return;
     mdb_txn_abort(t->txn);
@@ -90,7 +93,9 @@ int ltx_commit(struct ltx *t)
         }
         t->ctr_dirty[i] = false;
     }
+    ledger_objects_lock(t);
     int rc = mdb_txn_commit(t->txn); /* frees the txn whatever it returns */
+    ledger_objects_finish(t, rc == 0);
     t->txn = NULL;
     pthread_rwlock_unlock(&t->l->maplock);
     return rc ? ltx_fail(t, rc) : 0;
@@ -390,6 +395,9 @@ int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out, 
         goto fail_intern_mu;
     if (pthread_cond_init(&l->cv, NULL) != 0)
         goto fail_mu;
+    if ((rc = ledger_objects_init(l)) != 0)
+        goto fail_cv;
+    rc = PG_ENOMEM;
     atomic_init(&l->ready, false);
 
     l->read_only = opt->read_only;
@@ -464,6 +472,8 @@ int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out, 
 fail_env:
     mdb_env_close(l->env);
 fail_cond:
+    ledger_objects_free(l);
+fail_cv:
     pthread_cond_destroy(&l->cv);
 fail_mu:
     pthread_mutex_destroy(&l->mu);
@@ -491,6 +501,7 @@ void pg_ledger_close(struct pg_ledger *l)
         next = i->next;
         free(i);
     }
+    ledger_objects_free(l);
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->intern_mu);

@@ -24,15 +24,12 @@ static void idem_encode(struct enc *e, const struct idem *r)
     enc_bytes(e, r->fingerprint, PG_SHA256_LEN);
     enc_u64(e, r->response);
     enc_str(e, r->approval_id);
+    enc_u64(e, r->iid);
 }
 
-int idem_get(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r)
+static int idem_decode(struct ltx *t, const MDB_val *v, struct idem *r)
 {
-    MDB_val v;
-    int rc = ltx_get(t, DB_IDEM, key, kn, &v);
-    if (rc != 0)
-        return rc;
-    struct dec d = { v.mv_data, v.mv_size, 0, false };
+    struct dec d = { v->mv_data, v->mv_size, 0, false };
     memset(r, 0, sizeof(*r));
     if (dec_u8(&d) != LEDGER_REC_V1)
         return ltx_fail(t, MDB_CORRUPTED);
@@ -50,19 +47,56 @@ int idem_get(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r)
     dec_bytes(&d, r->fingerprint, PG_SHA256_LEN);
     r->response = dec_u64(&d);
     dec_str(&d, r->approval_id, sizeof(r->approval_id));
-    if (d.bad || r->state < IDEM_IN_FLIGHT || r->state > IDEM_HELD)
+    if (!d.bad && d.off < d.len) /* records from before ids end here */
+        r->iid = dec_u64(&d);
+    if (d.bad || d.off != d.len || r->state < IDEM_IN_FLIGHT || r->state > IDEM_HELD)
         return ltx_fail(t, MDB_CORRUPTED);
     return 0;
 }
 
-int idem_put(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r)
+int idem_get(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r)
 {
+    MDB_val v;
+    int rc = ltx_get(t, DB_IDEM, key, kn, &v);
+    if (rc != 0 || (rc = idem_decode(t, &v, r)) != 0 || !r->iid)
+        return rc;
+    uint64_t iid = r->iid;
+    uint8_t k[8];
+    be64_put(k, iid);
+    rc = ltx_get(t, DB_IDEM_UPDATES, k, sizeof(k), &v);
+    if (rc == PG_ENOTFOUND)
+        return 0; /* never changed since its first write */
+    if (rc != 0 || (rc = idem_decode(t, &v, r)) != 0)
+        return rc;
+    return r->iid == iid ? 0 : ltx_fail(t, MDB_CORRUPTED);
+}
+
+int idem_put(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r)
+{
+    bool first = r->iid == 0;
+    int rc;
+    if (first && (rc = ltx_next_id(t, CTR_IDEM, &r->iid)) != 0)
+        return rc;
     uint8_t buf[256];
     struct enc e = { buf, sizeof(buf), 0 };
     idem_encode(&e, r);
     if (e.len > sizeof(buf))
         return PG_ETOOBIG; /* cannot happen: every field is bounded */
-    return ltx_put(t, DB_IDEM, key, kn, buf, e.len);
+    if (first)
+        return ltx_put(t, DB_IDEM, key, kn, buf, e.len);
+    uint8_t k[8];
+    be64_put(k, r->iid);
+    return ltx_put(t, DB_IDEM_UPDATES, k, sizeof(k), buf, e.len);
+}
+
+int idem_del(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r)
+{
+    int rc = ltx_del(t, DB_IDEM, key, kn);
+    if (rc != 0 || !r->iid)
+        return rc;
+    uint8_t k[8];
+    be64_put(k, r->iid);
+    return ltx_del(t, DB_IDEM_UPDATES, k, sizeof(k));
 }
 
 int resp_put(struct ltx *t, const struct pg_stored_response *resp, uint64_t *id)

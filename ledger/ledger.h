@@ -52,7 +52,9 @@ struct pg_ledger_options {
  *               fixed, since random keys make this tree's writes random
  *   responses   u64 BE id -> stored answer {status, head, body}, appended
  *   resv        u64 BE id -> reservation
- *   objects     rail object id -> u64 reservation id
+ *   objects     rail object id -> u64 reservation id, for an id other than
+ *               the one its reservation names (and mappings written before
+ *               the in-memory index of objects.c)
  *   spend       agent \0 currency \0 day_start -> {posted, pending}
  *   velocity    agent \0 ts \0 u64 BE seq -> empty (per agent ts never goes
  *               down and seq grows by one, so a count is two seeks)

@@ -38,6 +38,7 @@ enum ldb {
     DB_EXPIRY,
     DB_RESPONSES,
     DB_REVOKED,
+    DB_IDEM_UPDATES,                 /* idempotency records after their first write */
     DB_SESSIONS,                     /* admin API: refresh tokens (sessions.c) */
     DB_SESSION_FAMILIES,
     DB_HUMANS,                       /* JWT key, last TOTP steps, spent recovery codes */
@@ -69,6 +70,23 @@ struct interned {
     char s[];
 };
 
+/* The in-memory index of rail objects to reservations (objects.c). */
+struct objslot {
+    uint64_t h, id;                  /* h 0: empty, 1: removed */
+};
+struct objindex {
+    pthread_mutex_t mu;              /* taken inside write transactions only */
+    bool built;
+    uint8_t salt[16];                /* keys the hash: object ids come from outside */
+    struct objslot *slots;
+    size_t cap, used, live;
+};
+/* A change to it, applied once its transaction has committed. */
+struct objop {
+    uint64_t h, id;
+    bool put;
+};
+
 struct pg_ledger {
     MDB_env *env;
     MDB_dbi db[DB_COUNT];
@@ -94,10 +112,19 @@ struct pg_ledger {
     pthread_t thread;
     uv_async_t *async;               /* freed in its close callback */
     atomic_bool ready;
+    struct objindex objects;
     struct pg_ledger_stats stats;    /* map_size also read under maplock */
     int64_t last_prune;              /* writer only: request time of the last prune */
     bool prune_more;                 /* writer only: the last prune ran out of budget */
     struct outbox_settings outbox;   /* which webhook events to write (outbox.c) */
+};
+
+/* Ids handed out in order and never reused, kept in meta. */
+enum counter {
+    CTR_RESV,                        /* reservations */
+    CTR_RESP,                        /* stored answers */
+    CTR_IDEM,                        /* idempotency records (their updates' keys) */
+    CTR_COUNT
 };
 
 /* One transaction and what the code working in it needs. LMDB failures set
@@ -109,14 +136,12 @@ struct ltx {
     int mdb_rc;
     /* id counters (enum counter), each read once and written once per
      * transaction */
-    bool ctr_loaded[2], ctr_dirty[2];
-    uint64_t ctr[2];
-};
-
-/* Ids handed out in order and never reused, kept in meta. */
-enum counter {
-    CTR_RESV,                        /* reservations */
-    CTR_RESP                         /* stored answers */
+    bool ctr_loaded[CTR_COUNT], ctr_dirty[CTR_COUNT];
+    uint64_t ctr[CTR_COUNT];
+    /* object index changes waiting for the commit */
+    struct objop *obj_ops;
+    size_t nobj_ops, cap_obj_ops;
+    bool obj_locked;
 };
 
 /* --- env.c: transactions ------------------------------------------------- */
@@ -338,10 +363,20 @@ struct idem {
     uint8_t fingerprint[PG_SHA256_LEN];
     char approval_id[PG_ID_MAX + 1];
     uint64_t response;               /* DONE: id of the stored answer in responses */
+    uint64_t iid;                    /* its id, from the first write on; 0 before */
 };
-/* PG_ENOTFOUND, PG_ESTORE, or 0 with *r decoded. */
+/* A record is written once under its random key (agent \0 idem_key) with
+ * an id from CTR_IDEM; every later change (SETTLE's DONE, a resumed or
+ * approved retry) goes to idem_updates under that id, which grows in the
+ * order requests begin, so those writes land at the end of the tree instead
+ * of at a random page. Records written before ids existed have iid 0 and
+ * get one on their next write.
+ * idem_get: PG_ENOTFOUND, PG_ESTORE, or 0 with *r decoded (its latest
+ * version). idem_put: writes *r (giving it an id when it has none). idem_del
+ * removes both. */
 PG_WUR int idem_get(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r);
-PG_WUR int idem_put(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r);
+PG_WUR int idem_put(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r);
+PG_WUR int idem_del(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r);
 
 /* Stored answers live apart from the idempotency records, under ids that
  * only grow: keys are random, so their tree is written at random pages, and
@@ -373,9 +408,28 @@ PG_WUR int resv_get(struct ltx *t, uint64_t id, struct resv *r);
 /* `fresh`: a new reservation, whose id is above every other. */
 PG_WUR int resv_put(struct ltx *t, const struct resv *r, bool fresh);
 const char *resv_state_name(uint8_t state);
-/* objects: rail object id -> reservation id. */
+/* 0 with *r filled from a stored reservation value, or false when bad. */
+bool resv_decode(const MDB_val *v, uint64_t id, struct resv *r);
+
+/* Rail object -> reservation (objects.c). objects_get finds the newest
+ * reservation naming the object (the in-memory index, then the objects
+ * tree); 0, PG_ENOTFOUND or PG_ESTORE. objects_index / objects_unindex
+ * record that a reservation now names (or no longer exists for) an object,
+ * in the index once the transaction commits; objects_put writes the objects
+ * tree, for an id other than the one its reservation names. */
 PG_WUR int objects_get(struct ltx *t, const char *object_id, uint64_t *id);
+PG_WUR int objects_index(struct ltx *t, const char *object_id, uint64_t id);
+PG_WUR int objects_unindex(struct ltx *t, const char *object_id, uint64_t id);
 PG_WUR int objects_put(struct ltx *t, const char *object_id, uint64_t id);
+PG_WUR int ledger_objects_init(struct pg_ledger *l);
+void ledger_objects_free(struct pg_ledger *l);
+/* Builds the index now, rather than in the first transaction that needs it. */
+PG_WUR int ledger_objects_load(struct ltx *t);
+/* ltx_commit: lock before the LMDB commit, so that no other transaction
+ * reads the index between the commit and its changes; finish applies them
+ * (when committed) and unlocks. ltx_abort: finish(false). */
+void ledger_objects_lock(struct ltx *t);
+void ledger_objects_finish(struct ltx *t, bool committed);
 
 /* Spend buckets and velocity (spend.c). */
 struct window_spend {

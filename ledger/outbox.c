@@ -98,7 +98,7 @@ static int wanted(struct ltx *t, enum pg_event ev, bool *yes)
             n = dec_u8(&d);
             for (size_t i = 0; i < n && i < PG_OUTBOX_MAX_THRESHOLDS; i++) {
                 const uint8_t *b = dec_take(&d, 2);
-                p[i] = b ? (uint16_t)(b[0] | b[1] << 8) : 0;
+                p[i] = b ? (uint16_t)((unsigned)b[0] | (unsigned)b[1] << 8) : 0;
             }
             if (d.bad || n > PG_OUTBOX_MAX_THRESHOLDS)
                 return ltx_fail(t, MDB_CORRUPTED);
@@ -459,7 +459,7 @@ static bool event_decode(const MDB_val *v, struct event_rec *r)
         return false;
     r->type = dec_u8(&d);
     const uint8_t *a = dec_take(&d, 2);
-    r->arg = a ? (uint16_t)(a[0] | a[1] << 8) : 0;
+    r->arg = a ? (uint16_t)((unsigned)a[0] | (unsigned)a[1] << 8) : 0;
     r->time = dec_i64(&d);
     dec_str(&d, r->msg, sizeof(r->msg));
     dec_str(&d, r->org, sizeof(r->org));

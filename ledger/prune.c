@@ -76,7 +76,7 @@ static int drop_idem(struct prune *p, int64_t when, const uint8_t *key, size_t n
     if ((rc = ltx_del(p->t, DB_RESPONSES, rk, sizeof(rk))) != 0)
         return rc;
     p->done += 2;
-    return ltx_del(p->t, DB_IDEM, key, n);
+    return idem_del(p->t, key, n, &r);
 }
 
 static int drop_resv(struct prune *p, int64_t when, const uint8_t *key, size_t n)
@@ -93,11 +93,15 @@ static int drop_resv(struct prune *p, int64_t when, const uint8_t *key, size_t n
     if (r.state != RESV_POSTED && r.state != RESV_VOIDED)
         return 0;
     if (r.object_id[0]) {
-        uint64_t mapped;
-        rc = objects_get(p->t, r.object_id, &mapped);
-        if (rc == 0 && mapped == r.id)
+        /* The index entry, and a mapping a ledger from before the index
+         * wrote to the objects tree. */
+        MDB_val v;
+        rc = ltx_get(p->t, DB_OBJECTS, r.object_id, strlen(r.object_id), &v);
+        if (rc == 0 && v.mv_size == 8 && be64_get(v.mv_data) == r.id)
             rc = ltx_del(p->t, DB_OBJECTS, r.object_id, strlen(r.object_id));
         if (rc != 0 && rc != PG_ENOTFOUND)
+            return rc;
+        if ((rc = objects_unindex(p->t, r.object_id, r.id)) != 0)
             return rc;
     }
     p->done++;
@@ -187,7 +191,7 @@ static int drop_held_key(struct prune *p, const struct appr *a)
         return rc;
     if (r.state != IDEM_HELD || strcmp(r.approval_id, a->a.id) != 0)
         return 0;
-    return ltx_del(p->t, DB_IDEM, key, kn);
+    return idem_del(p->t, key, kn, &r);
 }
 
 /* Decided approvals older than a week; a pending one that expired a week

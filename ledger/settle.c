@@ -193,18 +193,23 @@ int ledger_do_settle(struct ltx *t, struct pg_ledger_req *req)
         return rc;
 
     if (have_r) {
-        bool map = req->result_object_id[0] != '\0';
-        if (map && !r.object_id[0]) {
-            memcpy(r.object_id, req->result_object_id, sizeof(r.object_id));
+        /* The reservation names its object; a second id for it (rare) goes
+         * to the objects tree. */
+        const char *obj = req->result_object_id;
+        if (obj[0] && !r.object_id[0]) {
+            memcpy(r.object_id, obj, sizeof(r.object_id));
             p.change = true;
+            if ((rc = objects_index(t, obj, r.id)) != 0)
+                return rc;
+        } else if (obj[0] && strncmp(obj, r.object_id, sizeof(r.object_id)) != 0) {
+            if ((rc = objects_put(t, obj, r.id)) != 0)
+                return rc;
         }
         if (p.change) {
             r.updated_at = req->now;
             if ((rc = resv_put(t, &r, false)) != 0)
                 return rc;
         }
-        if (map && (rc = objects_put(t, req->result_object_id, r.id)) != 0)
-            return rc;
         if (p.finished) {
             uint8_t k[8];
             be64_put(k, r.id);
@@ -226,7 +231,7 @@ int ledger_do_settle(struct ltx *t, struct pg_ledger_req *req)
         } else if (req->outcome == PG_SETTLE_VOID) {
             /* Nothing reached the rail and nothing was stored: the key is
              * free again, and a retry is decided afresh. */
-            if ((rc = ltx_del(t, DB_IDEM, key, kn)) != 0)
+            if ((rc = idem_del(t, key, kn, &ir)) != 0)
                 return rc;
         } else {
             /* The money may have moved and the agent got no rail answer:

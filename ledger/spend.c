@@ -267,7 +267,7 @@ static void resv_encode(struct enc *e, const struct resv *r)
     enc_str(e, r->idem_key);
 }
 
-static bool resv_decode(const MDB_val *v, uint64_t id, struct resv *r)
+bool resv_decode(const MDB_val *v, uint64_t id, struct resv *r)
 {
     struct dec d = { v->mv_data, v->mv_size, 0, false };
     memset(r, 0, sizeof(*r));
@@ -315,26 +315,6 @@ int resv_put(struct ltx *t, const struct resv *r, bool fresh)
     struct enc w = { dst, e.len, 0 };
     resv_encode(&w, r);
     return 0;
-}
-
-int objects_get(struct ltx *t, const char *object_id, uint64_t *id)
-{
-    MDB_val v;
-    *id = 0;
-    int rc = ltx_get(t, DB_OBJECTS, object_id, strnlen(object_id, PG_ID_MAX), &v);
-    if (rc != 0)
-        return rc;
-    if (v.mv_size != 8)
-        return ltx_fail(t, MDB_CORRUPTED);
-    *id = be64_get(v.mv_data);
-    return 0;
-}
-
-int objects_put(struct ltx *t, const char *object_id, uint64_t id)
-{
-    uint8_t v[8];
-    be64_put(v, id);
-    return ltx_put(t, DB_OBJECTS, object_id, strnlen(object_id, PG_ID_MAX), v, sizeof(v));
 }
 
 /* --- views ------------------------------------------------------------------------ */

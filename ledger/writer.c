@@ -240,6 +240,15 @@ int pg_ledger_start(struct pg_ledger *l, uv_loop_t *loop)
 {
     if (l->read_only || l->started)
         return PG_EBUSY;
+    /* The object index is built here, before any request waits on it. */
+    struct ltx t;
+    int brc = ltx_begin(l, false, &t);
+    if (brc == 0) {
+        brc = ledger_objects_load(&t);
+        ltx_abort(&t);
+    }
+    if (brc != 0)
+        return brc;
     uv_async_t *a = calloc(1, sizeof(*a));
     if (!a)
         return PG_ENOMEM;

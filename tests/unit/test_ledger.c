@@ -11,6 +11,7 @@
 #include "policy/tz.h"
 
 #include <dirent.h>
+#include <lmdb.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -860,6 +861,133 @@ static void test_follow_up_of_unknown_object(void **state)
     expect_day("open", MONDAY, USD(40), 0);
 }
 
+/* The index from rail objects to reservations lives in memory: it is
+ * rebuilt from the reservations on open, and a second id of one
+ * reservation (kept in the objects tree) is found too. */
+static void test_objects_found_after_reopen(void **state)
+{
+    (void)state;
+    uint64_t id = expect_begin(pay("open", "a", USD(100), MONDAY), PG_BEGIN_PROCEED, NULL);
+    struct pg_ledger_req *s = mks("open", "a", id, PG_SETTLE_AUTHORIZED, USD(80), MONDAY);
+    snprintf(s->result_object_id, sizeof(s->result_object_id), "pi_R");
+    expect_settle(s);
+    uint64_t other = expect_begin(pay("open", "b", USD(5), MONDAY), PG_BEGIN_PROCEED, NULL);
+    s = mks("open", "b", other, PG_SETTLE_AUTHORIZED, USD(5), MONDAY);
+    snprintf(s->result_object_id, sizeof(s->result_object_id), "pi_S");
+    expect_settle(s);
+    /* A follow-up answered under another id: that id maps there too. */
+    struct pg_ledger_req *c = mk("open", "upd", PG_OP_PAYMENT, PG_ACT_UPDATE, -1, MONDAY);
+    snprintf(c->object_id, sizeof(c->object_id), "pi_R");
+    assert_int_equal(expect_begin(c, PG_BEGIN_PROCEED, NULL), id);
+    s = mks("open", "upd", id, PG_SETTLE_AUTHORIZED, USD(80), MONDAY);
+    snprintf(s->result_object_id, sizeof(s->result_object_id), "ch_R2");
+    expect_settle(s);
+    ledger_reopen();
+    const char *ids[] = { "pi_R", "ch_R2" };
+    for (size_t i = 0; i < 2; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "conf%zu", i);
+        c = mk("open", key, PG_OP_PAYMENT, PG_ACT_CONFIRM, -1, MONDAY + 60);
+        snprintf(c->object_id, sizeof(c->object_id), "%s", ids[i]);
+        assert_int_equal(expect_begin(c, PG_BEGIN_PROCEED, NULL), id);
+        expect_settle(mks("open", key, id, PG_SETTLE_AUTHORIZED, USD(80), MONDAY + 60));
+    }
+    c = mk("open", "cap", PG_OP_PAYMENT, PG_ACT_CAPTURE, -1, MONDAY + 60);
+    snprintf(c->object_id, sizeof(c->object_id), "pi_S");
+    assert_int_equal(expect_begin(c, PG_BEGIN_PROCEED, NULL), other);
+    expect_settle(mks("open", "cap", other, PG_SETTLE_POST, USD(5), MONDAY + 61));
+    expect_day("open", MONDAY, USD(5), USD(80));
+    /* An object nobody made through payguard is still unknown. */
+    c = mk("open", "x", PG_OP_PAYMENT, PG_ACT_CAPTURE, -1, MONDAY + 60);
+    snprintf(c->object_id, sizeof(c->object_id), "pi_NEVER");
+    assert_int_equal(expect_begin(c, PG_BEGIN_PROCEED, NULL), 0);
+}
+
+/* Opens the ledger's environment raw (the ledger closed) to write what an
+ * earlier payguard wrote. */
+static void raw_txn(void (*fn)(MDB_txn *txn, void *arg), void *arg)
+{
+    ledger_close();
+    MDB_env *env;
+    MDB_txn *txn;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 64), 0);
+    assert_int_equal(mdb_env_open(env, T.dir, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    fn(txn, arg);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    ledger_open();
+}
+
+struct legacy {
+    uint64_t resv;
+};
+
+/* Ledgers from before the in-memory index mapped objects in the objects
+ * tree, and their idempotency records had no id (the record's last 8
+ * bytes now); both still work, and the record moves to the new form on its
+ * next write. */
+static void write_legacy(MDB_txn *txn, void *arg)
+{
+    struct legacy *lg = arg;
+    MDB_dbi objects, idem, updates;
+    assert_int_equal(mdb_dbi_open(txn, "objects", 0, &objects), 0);
+    assert_int_equal(mdb_dbi_open(txn, "idem", 0, &idem), 0);
+    assert_int_equal(mdb_dbi_open(txn, "idem_updates", 0, &updates), 0);
+    uint8_t v[8];
+    for (int i = 0; i < 8; i++)
+        v[i] = (uint8_t)(lg->resv >> (56 - 8 * i));
+    MDB_val k = { 6, "pi_OLD" }, val = { 8, v };
+    assert_int_equal(mdb_put(txn, objects, &k, &val, 0), 0);
+    /* The record of "legacy" as first written, without its id; its update
+     * goes, as an old ledger never had one. */
+    char key[] = "open\0legacy";
+    MDB_val ik = { sizeof(key) - 1, key }, iv;
+    assert_int_equal(mdb_get(txn, idem, &ik, &iv), 0);
+    uint8_t rec[256];
+    assert_true(iv.mv_size > 8 && iv.mv_size <= sizeof(rec));
+    memcpy(rec, iv.mv_data, iv.mv_size);
+    uint8_t iid[8];
+    memcpy(iid, rec + iv.mv_size - 8, 8);
+    uint8_t uk[8]; /* the update's key: the same id, big-endian */
+    for (int i = 0; i < 8; i++)
+        uk[i] = iid[7 - i];
+    MDB_val ukey = { 8, uk }, uval;
+    assert_int_equal(mdb_get(txn, updates, &ukey, &uval), 0);
+    /* The DONE version (the update) becomes the record itself, as an old
+     * SETTLE would have left it. */
+    uint8_t done[256];
+    assert_true(uval.mv_size > 8 && uval.mv_size <= sizeof(done));
+    memcpy(done, uval.mv_data, uval.mv_size);
+    MDB_val nv = { uval.mv_size - 8, done };
+    assert_int_equal(mdb_put(txn, idem, &ik, &nv, 0), 0);
+    assert_int_equal(mdb_del(txn, updates, &ukey, NULL), 0);
+}
+
+static void test_legacy_records(void **state)
+{
+    (void)state;
+    struct legacy lg;
+    lg.resv = expect_begin(pay("open", "legacy", USD(70), MONDAY), PG_BEGIN_PROCEED, NULL);
+    struct pg_ledger_req *s = mks("open", "legacy", lg.resv, PG_SETTLE_AUTHORIZED, USD(70), MONDAY);
+    with_response(s, 200, "HTTP/1.1 200 OK\r\n\r\n", "{\"old\":1}", 9);
+    expect_settle(s);
+    raw_txn(write_legacy, &lg);
+    /* The old record still replays; the old mapping still finds its
+     * reservation. */
+    struct pg_ledger_req *r = run1(pay("open", "legacy", USD(70), MONDAY));
+    assert_int_equal(r->result, PG_BEGIN_REPLAY);
+    assert_int_equal(r->replay.body_len, 9);
+    assert_memory_equal(r->replay.body, "{\"old\":1}", 9);
+    done(r);
+    struct pg_ledger_req *c = mk("open", "cap", PG_OP_PAYMENT, PG_ACT_CAPTURE, -1, MONDAY + 60);
+    snprintf(c->object_id, sizeof(c->object_id), "pi_OLD");
+    assert_int_equal(expect_begin(c, PG_BEGIN_PROCEED, NULL), lg.resv);
+    expect_settle(mks("open", "cap", lg.resv, PG_SETTLE_POST, USD(70), MONDAY + 61));
+    expect_day("open", MONDAY, USD(70), 0);
+}
+
 static void test_unknown_reservation(void **state)
 {
     (void)state;
@@ -1547,6 +1675,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_voids_object, setup, teardown),
         cmocka_unit_test_setup_teardown(test_increment_grows_reservation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follow_up_of_unknown_object, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_objects_found_after_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_legacy_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_reservation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refunds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refund_restore_floors_at_zero, setup, teardown),
