@@ -26,7 +26,7 @@
 #define RAIL_AAD "rails.stripe.secret"
 #define RAIL_KEY "sk_test_51SealedRailKey0000000000"
 #define HOOK_AAD "webhooks[0].secret"
-#define HOOK_KEY "whsec_sealedSigningSecret000"
+#define HOOK_KEY "whsec_c2VhbGVkLXNpZ25pbmctc2VjcmV0LWZvci10ZXN0cyE="
 
 /* Cheap enough to run dozens of times; v1 values never use it. */
 static const struct seal_cost cheap = {1024, 1, 1};
