@@ -56,6 +56,7 @@ PG_WUR int pg_hex_encode(const void *in, size_t len, char *out, size_t outcap);
  *   "rails.NAME.secret"   NAME as written under rails: ("rails.stripe.secret")
  *   "webhooks[I].secret"  I the entry's 0-based place in the list
  *                         ("webhooks[0].secret"; reordering the list breaks it)
+ *   "users[I].totp"       a human's TOTP seed, I as above (payguard user totp)
  *
  * Each call derives the key afresh: about 0.3-0.5 s of CPU and 128 MiB, by
  * design, so a stolen config file is slow to attack. Keys and plaintext

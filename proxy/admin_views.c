@@ -9,6 +9,7 @@
 #include "proxy/agent_view.h"
 
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 
 static int64_t now_s(void)
@@ -355,9 +356,20 @@ void admin_audit_page(struct admin_job *j)
                        (json_int_t)next, "head_seq", (json_int_t)head);
 }
 
+struct verify_out {
+    json_t *json;
+    struct pg_audit_report bad;      /* the broken chain's report, when one is */
+    bool broken;
+};
+
 static void verify_cb(void *arg, const struct pg_audit_report *r)
 {
-    json_t **out = arg;
+    struct verify_out *v = arg;
+    json_t **out = &v->json;
+    if (!r->ok) {
+        v->bad = *r;
+        v->broken = true;
+    }
     char hex[2 * PG_SHA256_LEN + 1];
     if (pg_hex_encode(r->head_hash, sizeof(r->head_hash), hex, sizeof(hex)) < 0)
         hex[0] = '\0';
@@ -372,13 +384,18 @@ static void verify_cb(void *arg, const struct pg_audit_report *r)
 
 void admin_audit_verify(struct admin_job *j)
 {
-    json_t *out = NULL;
-    if (pg_ledger_audit_verify(j->srv->ledger, j->user->org, verify_cb, &out) != 0 || !out) {
-        json_decref(out);
+    struct verify_out v = { 0 };
+    if (pg_ledger_audit_verify(j->srv->ledger, j->user->org, verify_cb, &v) != 0 || !v.json) {
+        json_decref(v.json);
         store_failed(j);
         return;
     }
-    j->out = out;
+    /* A broken chain is news for the humans watching it: the
+     * audit.verify_failed webhook, when one subscribes. The answer stands
+     * even if the event cannot be written. */
+    if (v.broken && pg_ledger_audit_verify_failed(j->srv->ledger, &v.bad, (int64_t)time(NULL)) != 0)
+        json_object_set_new(v.json, "event_error", json_string("the audit.verify_failed event could not be recorded"));
+    j->out = v.json;
 }
 
 /* --- policy dry run ------------------------------------------------------------------ */

@@ -5,6 +5,7 @@
  * the Prometheus text format. Increments are fixed-array bumps: no
  * allocation, no lock. */
 #include "common/pg.h"
+#include "notify/notify.h"
 #include "proxy/proxy_int.h"
 
 #include <stdarg.h>
@@ -263,5 +264,23 @@ int metrics_render(struct server *srv, const struct metrics_ledger *lv, struct p
     emit(&o, "# HELP payguard_ledger_up 1 when the ledger could be read for this scrape.\n"
              "# TYPE payguard_ledger_up gauge\npayguard_ledger_up %d\n",
          lv && lv->ok && pg_ledger_ready(srv->ledger) ? 1 : 0);
+    struct pg_notify_stats ns = { 0 };
+    if (srv->notify)
+        pg_notify_stats(srv->notify, &ns);
+    const struct {
+        const char *name, *help;
+        uint64_t v;
+    } hooks[] = {
+        { "attempts", "Webhook delivery attempts.", ns.attempts },
+        { "deliveries", "Webhook attempts answered 2xx.", ns.deliveries },
+        { "failures", "Webhook attempts that failed (retried later or given up).", ns.failures },
+        { "given_up", "Webhook deliveries dropped after max_age.", ns.given_up },
+        { "endpoints_disabled", "Webhook endpoints disabled by a 410.", ns.disabled },
+    };
+    for (size_t i = 0; i < PG_ARRAY_LEN(hooks); i++)
+        emit(&o, "# HELP payguard_webhook_%s_total %s\n# TYPE payguard_webhook_%s_total counter\n"
+                 "payguard_webhook_%s_total %llu\n",
+             hooks[i].name, hooks[i].help, hooks[i].name, hooks[i].name,
+             (unsigned long long)hooks[i].v);
     return o.rc;
 }

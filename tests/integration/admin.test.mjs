@@ -625,6 +625,8 @@ test('/metrics: Prometheus text with requests by rail/operation/decision/reason,
     assert.match(t, /^payguard_pending_reservations \d+$/m);
     assert.match(t, /^payguard_open_connections \d+$/m);
     assert.match(t, /^payguard_ledger_up 1$/m);
+    for (const w of ['attempts', 'deliveries', 'failures', 'given_up', 'endpoints_disabled'])
+        assert.match(t, new RegExp(`^# TYPE payguard_webhook_${w}_total counter\npayguard_webhook_${w}_total \\d+$`, 'm'));
     const v = await get('/v1/audit/verify', sessions.viewer.access_token);
     const head = Number(/^payguard_audit_head_seq\{org="acme"\} (\d+)$/m.exec(t)?.[1]);
     assert.ok(head > 0 && head <= v.json.head_seq, `${head} vs ${v.json.head_seq}`);
