@@ -7,6 +7,10 @@
 /* Prints "payguard: MSG[: ARG] (see payguard help)" on stderr; returns 2. */
 int pg_cli_usage_error(const char *msg, const char *arg);
 bool pg_cli_is_help(const char *arg);
+/* "NAME VALUE" or "NAME=VALUE" at argv[*i]: 1 with *out set (and *i past the
+ * value), 0 when argv[*i] is not NAME, -1 after a usage line when the value
+ * is missing. */
+int pg_cli_take_value(int argc, char **argv, int *i, const char *name, const char **out);
 
 /* `payguard policy|audit|ledger|approvals ...`; each returns the exit status. */
 int pg_cli_policy(int argc, char **argv);

@@ -62,17 +62,6 @@ static const char usage_token[] =
     "hash to paste into payguard.yaml as the agent's `token:`. payguard keeps\n"
     "only the hash; give the token to the agent as its API key.\n";
 
-int pg_cli_usage_error(const char *msg, const char *arg)
-{
-    fprintf(stderr, "payguard: %s%s%s (see payguard help)\n", msg, arg ? ": " : "", arg ? arg : "");
-    return 2;
-}
-
-bool pg_cli_is_help(const char *a)
-{
-    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
-}
-
 #define usage_error pg_cli_usage_error
 #define is_help pg_cli_is_help
 

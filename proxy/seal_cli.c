@@ -34,29 +34,6 @@ static const char usage_seal[] =
     "rails.stripe.secret\n"
     "Exit status: 0 sealed, 1 failure, 2 bad usage, input or environment.\n";
 
-/* "NAME VALUE" or "NAME=VALUE" at argv[*i]: 1 with *out set (and *i past the
- * value), 0 when argv[*i] is not NAME, -1 after a usage line when the value
- * is missing. */
-static int take_value(int argc, char **argv, int *i, const char *name, const char **out)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-
-    if (strcmp(a, name) == 0) {
-        if (*i + 1 >= argc) {
-            (void)pg_cli_usage_error("missing value after", a);
-            return -1;
-        }
-        *out = argv[++*i];
-        return 1;
-    }
-    if (strncmp(a, name, n) == 0 && a[n] == '=') {
-        *out = a + n + 1;
-        return 1;
-    }
-    return 0;
-}
-
 static bool env_name_ok(const char *s)
 {
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
@@ -218,10 +195,10 @@ int pg_cli_seal(int argc, char **argv)
             fputs(usage_seal, stdout);
             return 0;
         }
-        if ((rc = take_value(argc, argv, &i, "-c", &file)) == 0 &&
-            (rc = take_value(argc, argv, &i, "--config", &file)) == 0 &&
-            (rc = take_value(argc, argv, &i, "--path", &key)) == 0 &&
-            (rc = take_value(argc, argv, &i, "--master-env", &master_env)) == 0)
+        if ((rc = pg_cli_take_value(argc, argv, &i, "-c", &file)) == 0 &&
+            (rc = pg_cli_take_value(argc, argv, &i, "--config", &file)) == 0 &&
+            (rc = pg_cli_take_value(argc, argv, &i, "--path", &key)) == 0 &&
+            (rc = pg_cli_take_value(argc, argv, &i, "--master-env", &master_env)) == 0)
             return pg_cli_usage_error("unknown option", argv[i]);
         if (rc < 0)
             return 2;

@@ -50,29 +50,6 @@ static const char usage_user[] =
     "Exit status: 0 done, 1 a refused password or a failure, 2 bad usage, config\n"
     "or environment.\n";
 
-/* "NAME VALUE" or "NAME=VALUE" at argv[*i]: 1 with *out set (and *i past the
- * value), 0 when argv[*i] is not NAME, -1 after a usage line when the value
- * is missing. */
-static int take_value(int argc, char **argv, int *i, const char *name, const char **out)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-
-    if (strcmp(a, name) == 0) {
-        if (*i + 1 >= argc) {
-            (void)pg_cli_usage_error("missing value after", a);
-            return -1;
-        }
-        *out = argv[++*i];
-        return 1;
-    }
-    if (strncmp(a, name, n) == 0 && a[n] == '=') {
-        *out = a + n + 1;
-        return 1;
-    }
-    return 0;
-}
-
 /* ---- passwd ----------------------------------------------------------------- */
 
 /* The terminal's settings while echo is off, so a signal can put them back. */
@@ -262,10 +239,10 @@ static int user_totp(int argc, char **argv)
             fputs(usage_user, stdout);
             return 0;
         }
-        if ((rc = take_value(argc, argv, &i, "-c", &file)) == 0 &&
-            (rc = take_value(argc, argv, &i, "--config", &file)) == 0 &&
-            (rc = take_value(argc, argv, &i, "--email", &email)) == 0 &&
-            (rc = take_value(argc, argv, &i, "--issuer", &issuer)) == 0)
+        if ((rc = pg_cli_take_value(argc, argv, &i, "-c", &file)) == 0 &&
+            (rc = pg_cli_take_value(argc, argv, &i, "--config", &file)) == 0 &&
+            (rc = pg_cli_take_value(argc, argv, &i, "--email", &email)) == 0 &&
+            (rc = pg_cli_take_value(argc, argv, &i, "--issuer", &issuer)) == 0)
             return pg_cli_usage_error("unknown option", argv[i]);
         if (rc < 0)
             return 2;

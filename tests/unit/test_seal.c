@@ -573,18 +573,6 @@ static void config_refuses_a_secret_that_is_not_one_line(void **state)
 
 /* ---- payguard seal -------------------------------------------------------- */
 
-/* main.c defines these for the real binary; the test links seal_cli.o alone. */
-int pg_cli_usage_error(const char *msg, const char *arg)
-{
-    fprintf(stderr, "payguard: %s%s%s (see payguard help)\n", msg, arg ? ": " : "", arg ? arg : "");
-    return 2;
-}
-
-bool pg_cli_is_help(const char *a)
-{
-    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
-}
-
 /* What the last run_seal wrote on stderr. */
 static char cli_err[2048];
 
