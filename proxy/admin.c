@@ -85,11 +85,15 @@ static void not_found(struct conn *c)
 
 /* --- jobs ------------------------------------------------------------------ */
 
-struct admin_job *admin_job_new(struct conn *c, admin_work_fn work)
+struct admin_job *admin_job_new(struct conn *c, admin_work_fn work, json_t *in)
 {
     struct admin_job *j = calloc(1, sizeof(*j));
-    if (!j)
+    if (!j) {
+        json_decref(in);
+        admin_reply_error(c, 503, "unavailable", "Out of memory; retry shortly.", 0);
         return NULL;
+    }
+    j->in = in;
     j->c = c;
     j->srv = c->srv;
     j->rt = c->rt;
@@ -280,14 +284,10 @@ static void user_job(struct conn *c, enum pg_role need, admin_work_fn work, cons
     json_t *in = NULL;
     if (body_keys && !(in = admin_body_or_reply(c, body_keys, true)))
         return;
-    struct admin_job *j = admin_job_new(c, work);
-    if (!j) {
-        json_decref(in);
-        admin_reply_error(c, 503, "unavailable", "Out of memory; retry shortly.", 0);
+    struct admin_job *j = admin_job_new(c, work, in);
+    if (!j)
         return;
-    }
     j->user = u;
-    j->in = in;
     j->verb = verb;
     snprintf(j->actor, sizeof(j->actor), "user:%s", u->email);
     if (id)
@@ -503,11 +503,9 @@ void admin_handle(struct conn *c)
             method_not_allowed(c, "GET");
             return;
         }
-        struct admin_job *j = admin_job_new(c, admin_metrics);
-        if (!j) {
-            admin_reply_error(c, 503, "unavailable", "Out of memory; retry shortly.", 0);
+        struct admin_job *j = admin_job_new(c, admin_metrics, NULL);
+        if (!j)
             return;
-        }
         j->done = metrics_done;
         admin_job_start(j);
         return;

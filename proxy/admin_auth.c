@@ -218,13 +218,9 @@ void admin_login(struct conn *c)
         admin_reply_error(c, 429, "rate_limited", "Too many failed sign-ins; wait and try again.", wait);
         return;
     }
-    struct admin_job *j = admin_job_new(c, login_work);
-    if (!j) {
-        json_decref(in);
-        admin_reply_error(c, 503, "unavailable", "Out of memory; retry shortly.", 0);
+    struct admin_job *j = admin_job_new(c, login_work, in);
+    if (!j)
         return;
-    }
-    j->in = in;
     j->done = count_failure;
     snprintf(j->email, sizeof(j->email), "%s", email);
     admin_job_start(j);
@@ -305,13 +301,9 @@ static void token_job(struct conn *c, admin_work_fn work)
         admin_reply_error(c, 429, "rate_limited", "Too many failed attempts; wait and try again.", wait);
         return;
     }
-    struct admin_job *j = admin_job_new(c, work);
-    if (!j) {
-        json_decref(in);
-        admin_reply_error(c, 503, "unavailable", "Out of memory; retry shortly.", 0);
+    struct admin_job *j = admin_job_new(c, work, in);
+    if (!j)
         return;
-    }
-    j->in = in;
     j->done = count_failure;
     admin_job_start(j);
 }

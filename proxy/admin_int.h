@@ -69,7 +69,9 @@ struct admin_job {
 void admin_job_error(struct admin_job *j, int status, const char *code, const char *message);
 /* Queues the job; on failure answers 503 and frees it. */
 void admin_job_start(struct admin_job *j);
-struct admin_job *admin_job_new(struct conn *c, admin_work_fn work);
+/* A job for `work` that owns `in` (may be NULL); when it cannot be made,
+ * answers 503, releases `in` and returns NULL. */
+struct admin_job *admin_job_new(struct conn *c, admin_work_fn work, json_t *in);
 /* Sends a JSON error straight away (loop thread). */
 void admin_reply_error(struct conn *c, int status, const char *code, const char *message,
                        uint32_t retry_after_s);
