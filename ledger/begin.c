@@ -25,6 +25,7 @@ struct begin {
     struct resv obj;
     int64_t grow;                    /* what a follow-up adds to it */
     uint64_t iid;                    /* the key's record id when it has one */
+    int64_t added;                   /* what an allowed request added to the spend */
 };
 
 static bool is_follow_up(enum pg_action a)
@@ -250,6 +251,7 @@ static int allow(struct begin *b)
             return rc;
     }
     req->reservation = id;
+    b->added = delta;
     set_proceed(req, NULL);
     return audit_decision(b, action, note);
 }
@@ -338,7 +340,7 @@ static int fresh(struct begin *b)
     }
     if ((rc = allow(b)) != 0)
         return rc;
-    return ledger_event_spend(t, req, spend_cur, &spend, b->obj_live, b->grow);
+    return ledger_event_spend(t, req, spend_cur, &spend, b->added);
 }
 
 /* --- an existing key ------------------------------------------------------------------- */

@@ -321,19 +321,9 @@ static int64_t fraction_of(int64_t limit, unsigned permille)
 }
 
 int ledger_event_spend(struct ltx *t, const struct pg_ledger_req *req, const char *currency,
-                       const struct pg_spend *before, bool obj_live, int64_t grow)
+                       const struct pg_spend *before, int64_t added)
 {
-    if (req->status != 0 || req->result != PG_BEGIN_PROCEED || !req->policy ||
-        !pg_op_moves_money(req->op) || req->op == PG_OP_REFUND)
-        return 0;
-    /* What BEGIN added to the spend (see allow() in begin.c). */
-    int64_t added = 0;
-    if (obj_live)
-        added = grow;
-    else if (req->has_amount && (req->action == PG_ACT_CREATE || req->action == PG_ACT_NONE ||
-                                 req->action == PG_ACT_INCREMENT))
-        added = req->amount;
-    if (added <= 0)
+    if (req->status != 0 || req->result != PG_BEGIN_PROCEED || !req->policy || added <= 0)
         return 0;
     bool yes;
     int rc = wanted(t, PG_EVENT_BUDGET_THRESHOLD, &yes);

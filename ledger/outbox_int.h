@@ -18,13 +18,13 @@ PG_WUR int ledger_event_approval(struct ltx *t, enum pg_event e, const struct ap
  * request's). Does nothing when req's decision is not a DENY. */
 PG_WUR int ledger_event_denied(struct ltx *t, const struct pg_ledger_req *req, const char *currency);
 
-/* budget.threshold: after a PROCEED of `req` (before: spend in `currency`
- * when the limits were checked; obj_live and grow: a follow-up growing a
- * live reservation by `grow`), one event per window and threshold the
- * reservation crossed, each once per agent, currency, window and threshold.
- * Does nothing unless req->result is PROCEED with status 0. */
+/* budget.threshold: after a PROCEED of `req` that added `added` to the
+ * spend in `currency` (before: that spend when the limits were checked), one
+ * event per window and threshold the reservation crossed, each once per
+ * agent, currency, window and threshold. Does nothing unless req->result is
+ * PROCEED with status 0. */
 PG_WUR int ledger_event_spend(struct ltx *t, const struct pg_ledger_req *req, const char *currency,
-                              const struct pg_spend *before, bool obj_live, int64_t grow);
+                              const struct pg_spend *before, int64_t added);
 
 /* agent.revoked. */
 PG_WUR int ledger_event_revoked(struct ltx *t, const char *org, const char *agent, const char *actor,
