@@ -104,20 +104,17 @@ function errorShaped(res, status, code) {
     assert.equal(res.headers['cache-control'], 'no-store');
 }
 
-/* The access-token key, read from the ledger's "humans" database. */
+/* The access-token key, read from the ledger's "humans" database. mdb_dump's
+ * hex form: its printable form writes a backslash bare, which reads
+ * ambiguously when the random key holds one. */
 function jwtKey() {
     return new Promise((resolve, reject) => {
-        execFile('mdb_dump', ['-p', '-s', 'humans', path.join(dir, 'data')], (err, out) => {
+        execFile('mdb_dump', ['-s', 'humans', path.join(dir, 'data')], (err, out) => {
             if (err) return reject(err);
             const lines = out.split('\n');
-            const i = lines.findIndex((l) => l === ' jwt_key');
+            const i = lines.findIndex((l) => l === ` ${Buffer.from('jwt_key').toString('hex')}`);
             if (i < 0) return reject(new Error(`no jwt_key in\n${out}`));
-            const v = lines[i + 1].slice(1);
-            const bytes = [];
-            for (let k = 0; k < v.length;) {
-                if (v[k] === '\\' && v[k + 1] === '\\') { bytes.push(0x5c); k += 2; } else if (v[k] === '\\') { bytes.push(parseInt(v.slice(k + 1, k + 3), 16)); k += 3; } else { bytes.push(v.charCodeAt(k)); k += 1; }
-            }
-            const buf = Buffer.from(bytes);
+            const buf = Buffer.from(lines[i + 1].trim(), 'hex');
             if (buf.length !== 33 || buf[0] !== 1) return reject(new Error(`unexpected jwt_key record ${buf.toString('hex')}`));
             resolve(buf.subarray(1));
         });
