@@ -119,4 +119,7 @@ fmt:
 clean:
 	rm -rf build payguard tools/mockrail
 
+# Further targets (fuzzing, soak, static and dynamic checks) live in mk/.
+include $(wildcard mk/*.mk)
+
 -include $(shell find build -name '*.d' 2>/dev/null)
