@@ -73,6 +73,8 @@ const char *pg_strerror(int err);
 #if defined(__GNUC__) && !defined(PG_NO_POISON)
 #include <stdio.h>
 #include <stdlib.h>
+/* glibc's fortify makes sprintf a macro under clang; poison the name itself. */
+#undef sprintf
 #pragma GCC poison strcpy strcat sprintf vsprintf gets strtok
 #endif
 
