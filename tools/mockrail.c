@@ -46,6 +46,7 @@
 #define MR_DELAY_MAX_MS 600000u           /* X-Mock-Delay-Ms ceiling */
 #define MR_AMOUNT_MAX INT64_C(99999999)   /* Stripe's 8-digit amount cap */
 #define MR_ID_RAND 24u                    /* random characters in object ids */
+#define MR_CHARGES_MAX 200000u            /* money movements listed by /__mock/charges */
 
 /* ------------------------------------------------------------------------ */
 /* Growable byte buffers: per connection, or loop-wide scratch              */
@@ -208,6 +209,15 @@ enum kind {
     K_COUNT
 };
 
+/* Faults a test injects into one request (X-Mock-Fault) or into the next N
+ * /v1 requests (POST /__mock/faults). RESET and GARBAGE run the request first,
+ * so the money moved and only the answer is lost, the case a proxy must treat
+ * as "outcome unknown"; DROP and 500 leave nothing behind. */
+enum fault { F_NONE, F_RESET, F_DROP, F_500, F_GARBAGE, F_DELAY, F_COUNT };
+
+static const char *const FAULT_NAMES[F_COUNT] = { "none", "reset", "drop", "500", "garbage",
+                                                  "delay" };
+
 struct kind_info {
     const char *path;   /* segment after /v1/ */
     const char *object; /* Stripe "object" value, used in messages */
@@ -239,6 +249,11 @@ static struct {
     /* since start or /__mock/reset */
     uint64_t n_requests;    /* /v1 requests received */
     uint64_t n_connections; /* TCP connections accepted */
+    uint64_t n_faults[F_COUNT];  /* faults injected, by kind */
+    enum fault sched;            /* POST /__mock/faults: for the next sched_left requests */
+    uint64_t sched_left;
+    uint64_t sched_delay_ms;     /* F_DELAY's delay */
+    json_t *charges;             /* money movements made: [{id, object, amount, ...}] */
     struct rec **log;
     size_t log_len, log_cap, log_bytes;
     json_t *tbl[K_COUNT];  /* id -> object, insertion ordered (oldest first) */
@@ -816,6 +831,7 @@ struct req {
     struct pg_slice auth, idem_key, stripe_version, content_type;
     uint64_t delay_ms;
     bool chunked;              /* X-Mock-Chunked */
+    enum fault fault;          /* X-Mock-Fault */
     struct param *params;
     size_t nparams;
     char request_id[24];
@@ -945,11 +961,8 @@ static void conn_close_cb(uv_handle_t *h)
         conn_free(c);
 }
 
-/* Tears the connection down now; memory goes when both handles have closed. */
-static void conn_close(struct conn *c)
+static void conn_unlink(struct conn *c)
 {
-    if (c->closing)
-        return;
     c->closing = true;
     if (c->prev)
         c->prev->next = c->next;
@@ -958,7 +971,27 @@ static void conn_close(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
+}
+
+/* Tears the connection down now; memory goes when both handles have closed. */
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    conn_unlink(c);
     uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_close_cb);
+}
+
+/* Like conn_close, but the peer sees a TCP reset (the RESET and DROP faults),
+ * with whatever was queued for it thrown away. */
+static void conn_reset(struct conn *c)
+{
+    if (c->closing)
+        return;
+    conn_unlink(c);
+    if (uv_tcp_close_reset(&c->tcp, conn_close_cb) != 0)
+        uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
     uv_close((uv_handle_t *)&c->timer, conn_close_cb);
 }
 
@@ -1236,9 +1269,10 @@ static void log_request(const struct req *r, size_t body_len)
         path[i] = ch >= 0x20 && ch < 0x7F ? (char)ch : '?';
     }
     path[n] = '\0';
-    fprintf(stderr, "mockrail: %s %s%s %d %zu%s%s\n", r->method_name, n ? path : "-",
+    fprintf(stderr, "mockrail: %s %s%s %d %zu%s%s%s%s\n", r->method_name, n ? path : "-",
             n < r->target.len ? "..." : "", r->status, body_len,
-            r->replayed ? " replayed" : "", r->delay_ms ? " delayed" : "");
+            r->replayed ? " replayed" : "", r->delay_ms ? " delayed" : "",
+            r->fault != F_NONE ? " fault=" : "", r->fault != F_NONE ? FAULT_NAMES[r->fault] : "");
 }
 
 /* Serializes r->json into loop scratch as r->raw (unless raw is already set). */
@@ -1463,6 +1497,23 @@ static void store_and_reply(struct req *r, enum kind k, json_t *obj)
 {
     reply_json(r, 200, json_incref(obj));
     store_put(g.tbl[k], jstr(obj, "id"), obj, MR_STORE_MAX);
+}
+
+/* Notes money the rail moved, for GET /__mock/charges: what was charged,
+ * whatever became of the answer. */
+static void charge_note(const struct req *r, const json_t *obj)
+{
+    if (json_array_size(g.charges) >= MR_CHARGES_MAX)
+        return;
+    json_t *e = json_object();
+    jput_str(e, "id", jstr(obj, "id"));
+    /* not "object": the writer would fill this in as a Stripe object */
+    jput_str(e, "kind", jstr(obj, "object"));
+    jput_int(e, "amount", jint(obj, "amount"));
+    jput_str(e, "currency", jstr(obj, "currency"));
+    jput_str(e, "status", jstr(obj, "status"));
+    jput(e, "idempotency_key", r->idem_key.len ? jslice(r->idem_key) : json_null());
+    (void)json_array_append_new(g.charges, e);
 }
 
 static void balance_add(const char *currency, int64_t delta)
@@ -2161,6 +2212,7 @@ static void pi_create(struct req *r)
         jput_str(pi, "status", "requires_confirmation");
     if (confirm)
         pi_confirm(r, pi);
+    charge_note(r, pi);
     store_and_reply(r, K_PI, pi);
 }
 
@@ -2389,6 +2441,7 @@ static void transfer_create(struct req *r)
     apply_str(r, tr, "transfer_group");
     apply_metadata(r, tr);
     balance_add(currency, -amount);
+    charge_note(r, tr);
     store_and_reply(r, K_TRANSFER, tr);
 }
 
@@ -2422,6 +2475,7 @@ static void payout_create(struct req *r)
     apply_str(r, po, "statement_descriptor");
     apply_metadata(r, po);
     balance_add(currency, -amount);
+    charge_note(r, po);
     store_and_reply(r, K_PAYOUT, po);
 }
 
@@ -2680,6 +2734,72 @@ static void api(struct req *r)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Faults                                                                   */
+
+static enum fault fault_named(struct pg_slice s)
+{
+    for (int f = F_NONE; f < F_COUNT; f++)
+        if (pg_slice_eq_nocase(s, pg_slice_cstr(FAULT_NAMES[f])))
+            return (enum fault)f;
+    return F_COUNT;
+}
+
+/* The fault for this /v1 request: its X-Mock-Fault header, else the next
+ * one scheduled. Counted here, as injected. */
+static enum fault fault_take(struct req *r)
+{
+    enum fault f = r->fault;
+    if (f == F_NONE && g.sched_left > 0) {
+        f = g.sched;
+        if (--g.sched_left == 0)
+            g.sched = F_NONE;
+        if (f == F_DELAY && r->delay_ms < g.sched_delay_ms)
+            r->delay_ms = g.sched_delay_ms;
+    }
+    if (f == F_DELAY && r->delay_ms == 0)
+        f = F_NONE; /* a delay of nothing is no fault */
+    r->fault = f;
+    g.n_faults[f]++;
+    return f;
+}
+
+static json_t *faults_json(void)
+{
+    json_t *o = json_object();
+    for (int f = F_NONE + 1; f < F_COUNT; f++)
+        jput_int(o, FAULT_NAMES[f], (int64_t)g.n_faults[f]);
+    return o;
+}
+
+/* POST /__mock/faults?kind=K&count=N[&delay_ms=D]: the next N /v1 requests
+ * get fault K (kind=none clears). -1 when r is answered with an error. */
+static int faults_set_or_reply(struct req *r)
+{
+    int64_t count = 1, delay = 0;
+    bool has;
+    if (params_parse_or_reply(r))
+        return -1;
+    const struct param *k = param_given(r, "kind");
+    enum fault f = k ? fault_named(k->val) : F_COUNT;
+    if (f == F_COUNT) {
+        fail(r, 400, "invalid_request_error", NULL, "kind",
+             "kind must be none, reset, drop, 500, garbage or delay.");
+        return -1;
+    }
+    if (param_int_or_reply(r, "count", false, 0, INT64_C(1000000000), &count, &has) ||
+        param_int_or_reply(r, "delay_ms", f == F_DELAY, 1, (int64_t)MR_DELAY_MAX_MS, &delay,
+                           &has))
+        return -1;
+    g.sched = count ? f : F_NONE;
+    g.sched_left = f == F_NONE ? 0 : (uint64_t)count;
+    g.sched_delay_ms = (uint64_t)delay;
+    return 0;
+}
+
+/* Bytes no HTTP parser accepts: the GARBAGE fault's answer. */
+static const char GARBAGE[] = "\x16\x03\x01mockrail garbage \xfe\xff\x00\x01\r\n\r\n";
+
+/* ------------------------------------------------------------------------ */
 /* Test control endpoints (never recorded, no auth)                         */
 
 static void control(struct req *r)
@@ -2697,16 +2817,32 @@ static void control(struct req *r)
         o = json_object();
         jput_int(o, "requests", (int64_t)g.n_requests);
         jput_int(o, "connections", (int64_t)g.n_connections);
+        jput(o, "faults", faults_json());
         reply_json(r, 200, o);
     } else if (slice_is(p, "/__mock/reset") && post) {
         log_clear();
         store_clear();
         g.n_requests = g.n_connections = 0;
+        memset(g.n_faults, 0, sizeof g.n_faults);
+        g.sched = F_NONE;
+        g.sched_left = g.sched_delay_ms = 0;
+        (void)json_array_clear(g.charges);
         reply_json(r, 200, json_pack("{s:b}", "ok", 1));
     } else if (slice_is(p, "/__mock/health") && get) {
         reply_json(r, 200, json_pack("{s:b}", "ok", 1));
+    } else if (slice_is(p, "/__mock/charges") && get) {
+        reply_json(r, 200, json_incref(g.charges));
+    } else if (slice_is(p, "/__mock/faults") && (get || post)) {
+        if (post && faults_set_or_reply(r))
+            return;
+        o = faults_json();
+        jput_str(o, "next", FAULT_NAMES[g.sched]);
+        jput_int(o, "left", (int64_t)g.sched_left);
+        jput_int(o, "delay_ms", (int64_t)g.sched_delay_ms);
+        reply_json(r, 200, o);
     } else if (slice_is(p, "/__mock/requests") || slice_is(p, "/__mock/stats") ||
-               slice_is(p, "/__mock/reset") || slice_is(p, "/__mock/health")) {
+               slice_is(p, "/__mock/reset") || slice_is(p, "/__mock/health") ||
+               slice_is(p, "/__mock/charges") || slice_is(p, "/__mock/faults")) {
         fail(r, 405, "invalid_request_error", NULL, NULL, "Method %s not allowed on %.*s.",
              r->method_name, (int)p.len, p.ptr);
     } else {
@@ -2759,6 +2895,9 @@ static void pick_headers(struct req *r)
         } else if (pg_slice_eq_nocase(n, PG_SLICE("x-mock-chunked"))) {
             struct pg_slice t = slice_trim(v);
             r->chunked = slice_is(t, "1") || pg_slice_eq_nocase(t, PG_SLICE("true"));
+        } else if (pg_slice_eq_nocase(n, PG_SLICE("x-mock-fault"))) {
+            enum fault f = fault_named(slice_trim(v));
+            r->fault = f == F_COUNT ? F_NONE : f;
         }
     }
 }
@@ -2805,18 +2944,43 @@ static void handle_request(struct conn *c, bool keep_alive)
     split_target(&r);
     pick_headers(&r);
 
+    enum fault f = F_NONE;
     if (pg_slice_has_prefix(r.path, PG_SLICE("/__mock/"))) {
         control(&r);
     } else if (slice_is(r.path, "/v1") || pg_slice_has_prefix(r.path, PG_SLICE("/v1/"))) {
         record(&r);
-        api(&r);
+        f = fault_take(&r);
+        if (f == F_DROP) {
+            if (!g.quiet)
+                log_request(&r, 0);
+            conn_reset(c);
+            return;
+        }
+        if (f == F_500)
+            fail(&r, 500, "api_error", NULL, NULL,
+                 "An unknown error occurred (mockrail fault 500).");
+        else
+            api(&r);
     } else {
         unknown_url(&r);
     }
     answer_body(&r);
     if (r.idem_store)
         idem_store(&r);
-    respond(&r);
+    if (f == F_RESET || f == F_GARBAGE) {
+        /* The request ran (and its answer is kept for a retry); only the
+         * answer is lost. */
+        if (!g.quiet)
+            log_request(&r, 0);
+        if (f == F_RESET) {
+            conn_reset(c);
+        } else {
+            deliver(c, GARBAGE, sizeof GARBAGE - 1, 0);
+            c->want_close = true;
+        }
+    } else {
+        respond(&r);
+    }
     json_decref(r.json);
 }
 
@@ -3205,8 +3369,21 @@ static const char USAGE[] =
     "  --quiet             no per-request log lines on stderr\n"
     "\n"
     "Prints \"mockrail listening on HOST:PORT\" once bound. Test control: GET\n"
-    "/__mock/requests, GET /__mock/stats, POST /__mock/reset. Triggers: amount=402402\n"
-    "(card declined), amount=500500 (500), X-Mock-Delay-Ms: N, X-Mock-Chunked: 1.\n";
+    "/__mock/requests, GET /__mock/stats, POST /__mock/reset, GET /__mock/charges\n"
+    "(money moved: id, kind, amount, currency, status, idempotency_key). Triggers:\n"
+    "amount=402402 (card declined), amount=500500 (500), X-Mock-Delay-Ms: N,\n"
+    "X-Mock-Chunked: 1.\n"
+    "\n"
+    "Faults, per request with the header X-Mock-Fault: KIND, or for the next N /v1\n"
+    "requests with POST /__mock/faults?kind=KIND&count=N[&delay_ms=D] (GET shows\n"
+    "what is left and what was injected; kind=none clears):\n"
+    "  reset    run the request (money moves, its answer is kept for a retry with\n"
+    "           the same Idempotency-Key), then reset the connection, no answer\n"
+    "  drop     reset the connection as soon as the request is in; nothing runs\n"
+    "  500      answer 500 api_error without running the request\n"
+    "  garbage  run the request, answer bytes that are not HTTP, then close\n"
+    "  delay    (scheduled only) answer after delay_ms, like X-Mock-Delay-Ms\n"
+    "GET /__mock/stats counts the faults injected by kind.\n";
 
 struct opts {
     const char *listen, *secret, *cert, *key;
@@ -3355,6 +3532,7 @@ int main(int argc, char **argv)
         g.tbl[k] = json_object();
     g.idem = json_object();
     g.balance = json_object();
+    g.charges = json_array();
 
     llhttp_settings_init(&g.settings);
     g.settings.on_message_begin = on_message_begin;
@@ -3394,6 +3572,7 @@ out:
         json_decref(g.tbl[k]);
     json_decref(g.idem);
     json_decref(g.balance);
+    json_decref(g.charges);
     buf_free(&g.resp);
     buf_free(&g.jbody);
     buf_free(&g.form);
