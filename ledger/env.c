@@ -18,7 +18,7 @@ const char *const pg_ledger_db_names[DB_COUNT] = {
     [DB_AUDIT_HEAD] = "audit_head", [DB_EXPIRY] = "expiry",
     [DB_RESPONSES] = "responses", [DB_REVOKED] = "revoked",
     [DB_OUTBOX] = "outbox",       [DB_DELIVERIES] = "deliveries", [DB_NOTIFY] = "notify",
-    [DB_IDEM_UPDATES] = "idem_updates",
+    [DB_IDEM_BY_ID] = "idem_updates",
     [DB_SESSIONS] = "sessions",   [DB_SESSION_FAMILIES] = "session_families",
     [DB_HUMANS] = "humans",
 };
@@ -70,7 +70,7 @@ int ltx_begin(struct pg_ledger *l, bool write, struct ltx *t)
 
 void ltx_abort(struct ltx *t)
 {
-    ledger_objects_finish(t, false);
+    ledger_indexes_finish(t, false);
     if (!t->txn)
         return;
     mdb_txn_abort(t->txn);
@@ -93,9 +93,13 @@ int ltx_commit(struct ltx *t)
         }
         t->ctr_dirty[i] = false;
     }
-    ledger_objects_lock(t);
-    int rc = mdb_txn_commit(t->txn); /* frees the txn whatever it returns */
-    ledger_objects_finish(t, rc == 0);
+    int rc = ledger_indexes_lock(t);
+    if (rc != 0) {
+        ltx_abort(t);
+        return rc;
+    }
+    rc = mdb_txn_commit(t->txn); /* frees the txn whatever it returns */
+    ledger_indexes_finish(t, rc == 0);
     t->txn = NULL;
     pthread_rwlock_unlock(&t->l->maplock);
     return rc ? ltx_fail(t, rc) : 0;
@@ -385,6 +389,7 @@ int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out, 
     if (!l)
         goto fail;
     l->dir = strdup(opt->dir);
+    l->server_lock = -1;
     if (!l->dir)
         goto fail_free;
     if (pthread_rwlock_init(&l->maplock, NULL) != 0)
@@ -395,7 +400,7 @@ int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out, 
         goto fail_intern_mu;
     if (pthread_cond_init(&l->cv, NULL) != 0)
         goto fail_mu;
-    if ((rc = ledger_objects_init(l)) != 0)
+    if ((rc = ledger_indexes_init(l)) != 0)
         goto fail_cv;
     rc = PG_ENOMEM;
     atomic_init(&l->ready, false);
@@ -472,7 +477,7 @@ int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out, 
 fail_env:
     mdb_env_close(l->env);
 fail_cond:
-    ledger_objects_free(l);
+    ledger_indexes_free(l);
 fail_cv:
     pthread_cond_destroy(&l->cv);
 fail_mu:
@@ -497,11 +502,13 @@ void pg_ledger_close(struct pg_ledger *l)
         return;
     ledger_writer_stop(l);
     mdb_env_close(l->env);
+    if (l->server_lock >= 0)
+        close(l->server_lock);
     for (struct interned *i = l->interned, *next; i; i = next) {
         next = i->next;
         free(i);
     }
-    ledger_objects_free(l);
+    ledger_indexes_free(l);
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->intern_mu);

@@ -83,9 +83,11 @@ void pg_ledger_close(struct pg_ledger *l);
 
 /* --- the request path (loop thread + writer thread) ---------------------- */
 
-/* Starts the writer thread; completions are delivered on `loop`. 0,
- * PG_EBUSY (read-only ledger, or already started), PG_ENOMEM, or -errno from
- * uv_async_init / pthread_create. Loop thread. */
+/* Starts the writer thread; completions are delivered on `loop`. One
+ * process at a time serves a ledger (it holds server.lock in the data
+ * directory). 0, -EAGAIN (another process serves it), PG_EBUSY (read-only
+ * ledger, or already started), PG_ENOMEM, or -errno from the lock file,
+ * uv_async_init or pthread_create. Loop thread. */
 PG_WUR int pg_ledger_start(struct pg_ledger *l, uv_loop_t *loop);
 /* True while the writer runs and the last commit did not fail hard. A full
  * map at map_size_max is not a hard failure: those batches fail with

@@ -38,7 +38,7 @@ enum ldb {
     DB_EXPIRY,
     DB_RESPONSES,
     DB_REVOKED,
-    DB_IDEM_UPDATES,                 /* idempotency records after their first write */
+    DB_IDEM_BY_ID,                   /* idempotency records by id (on disk: idem_updates) */
     DB_SESSIONS,                     /* admin API: refresh tokens (sessions.c) */
     DB_SESSION_FAMILIES,
     DB_HUMANS,                       /* JWT key, last TOTP steps, spent recovery codes */
@@ -70,19 +70,23 @@ struct interned {
     char s[];
 };
 
-/* The in-memory index of rail objects to reservations (objects.c). */
-struct objslot {
+/* An in-memory index from a keyed hash of an outside string (a rail object
+ * id, an agent's Idempotency-Key) to the ids of the durable records that
+ * carry it, so those records can be written in id order instead of under a
+ * random key (hindex.c). Every candidate is read back and compared: a stale
+ * entry or a collision costs one read, never a wrong answer. */
+struct hslot {
     uint64_t h, id;                  /* h 0: empty, 1: removed */
 };
-struct objindex {
-    pthread_mutex_t mu;              /* taken inside write transactions only */
+struct hindex {
     bool built;
-    uint8_t salt[16];                /* keys the hash: object ids come from outside */
-    struct objslot *slots;
+    uint8_t salt[16];                /* keys the hash: the strings come from outside */
+    struct hslot *slots;
     size_t cap, used, live;
 };
-/* A change to it, applied once its transaction has committed. */
-struct objop {
+/* A change to one, applied once its transaction has committed. */
+struct hop {
+    struct hindex *x;
     uint64_t h, id;
     bool put;
 };
@@ -112,7 +116,12 @@ struct pg_ledger {
     pthread_t thread;
     uv_async_t *async;               /* freed in its close callback */
     atomic_bool ready;
-    struct objindex objects;
+    int server_lock;                 /* fd holding server.lock once started; -1 */
+    /* Guards both indexes; taken inside write transactions only, and held
+     * across a commit that changes them. */
+    pthread_mutex_t index_mu;
+    struct hindex objects;           /* rail object id -> reservation ids */
+    struct hindex idem;              /* agent and Idempotency-Key -> record ids */
     struct pg_ledger_stats stats;    /* map_size also read under maplock */
     int64_t last_prune;              /* writer only: request time of the last prune */
     bool prune_more;                 /* writer only: the last prune ran out of budget */
@@ -138,10 +147,10 @@ struct ltx {
      * transaction */
     bool ctr_loaded[CTR_COUNT], ctr_dirty[CTR_COUNT];
     uint64_t ctr[CTR_COUNT];
-    /* object index changes waiting for the commit */
-    struct objop *obj_ops;
-    size_t nobj_ops, cap_obj_ops;
-    bool obj_locked;
+    /* index changes waiting for the commit */
+    struct hop *hops;
+    size_t nhops, cap_hops;
+    bool index_locked;
 };
 
 /* --- env.c: transactions ------------------------------------------------- */
@@ -365,15 +374,16 @@ struct idem {
     uint64_t response;               /* DONE: id of the stored answer in responses */
     uint64_t iid;                    /* its id, from the first write on; 0 before */
 };
-/* A record is written once under its random key (agent \0 idem_key) with
- * an id from CTR_IDEM; every later change (SETTLE's DONE, a resumed or
- * approved retry) goes to idem_updates under that id, which grows in the
- * order requests begin, so those writes land at the end of the tree instead
- * of at a random page. Records written before ids existed have iid 0 and
- * get one on their next write.
+/* A record lives under its id (CTR_IDEM) in idem_by_id and carries its key
+ * (agent \0 idem_key); the in-memory index finds it by key. Ids grow in
+ * the order requests begin, so every write lands near the end of the tree
+ * instead of at a random page, which is what a payment's disk writes were
+ * mostly made of. Ledgers from before kept records under their key in the
+ * idem tree (their later versions under the id, without the key): those
+ * are still found there, and move under their id on their next write.
  * idem_get: PG_ENOTFOUND, PG_ESTORE, or 0 with *r decoded (its latest
  * version). idem_put: writes *r (giving it an id when it has none). idem_del
- * removes both. */
+ * removes every copy. */
 PG_WUR int idem_get(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r);
 PG_WUR int idem_put(struct ltx *t, const uint8_t *key, size_t kn, struct idem *r);
 PG_WUR int idem_del(struct ltx *t, const uint8_t *key, size_t kn, const struct idem *r);
@@ -421,15 +431,31 @@ PG_WUR int objects_get(struct ltx *t, const char *object_id, uint64_t *id);
 PG_WUR int objects_index(struct ltx *t, const char *object_id, uint64_t id);
 PG_WUR int objects_unindex(struct ltx *t, const char *object_id, uint64_t id);
 PG_WUR int objects_put(struct ltx *t, const char *object_id, uint64_t id);
-PG_WUR int ledger_objects_init(struct pg_ledger *l);
-void ledger_objects_free(struct pg_ledger *l);
-/* Builds the index now, rather than in the first transaction that needs it. */
-PG_WUR int ledger_objects_load(struct ltx *t);
+
+/* hindex.c. init/free cover both indexes of a ledger. hindex_load builds
+ * x with `build` (called with index_mu held) unless it is built already.
+ * hindex_each calls fn with every id filed under h, committed or staged in
+ * t, until fn returns non-zero (returned). hindex_stage files or unfiles
+ * an id once t commits. */
+PG_WUR int ledger_indexes_init(struct pg_ledger *l);
+void ledger_indexes_free(struct pg_ledger *l);
+uint64_t hindex_hash(const struct hindex *x, const void *p, size_t n);
+/* False when the table cannot grow. index_mu held. */
+bool hindex_put(struct hindex *x, uint64_t h, uint64_t id);
+PG_WUR int hindex_load(struct ltx *t, struct hindex *x, int (*build)(struct ltx *t, struct hindex *x));
+PG_WUR int hindex_each(struct ltx *t, struct hindex *x, uint64_t h,
+                       int (*fn)(struct ltx *t, uint64_t id, void *arg), void *arg);
+PG_WUR int hindex_stage(struct ltx *t, struct hindex *x, uint64_t h, uint64_t id, bool put);
+/* Both indexes, before any request waits on them (pg_ledger_start). */
+PG_WUR int ledger_indexes_load(struct ltx *t);
+PG_WUR int objects_build(struct ltx *t, struct hindex *x);
+PG_WUR int idem_build(struct ltx *t, struct hindex *x);
 /* ltx_commit: lock before the LMDB commit, so that no other transaction
- * reads the index between the commit and its changes; finish applies them
- * (when committed) and unlocks. ltx_abort: finish(false). */
-void ledger_objects_lock(struct ltx *t);
-void ledger_objects_finish(struct ltx *t, bool committed);
+ * reads an index between the commit and its changes, and make room for
+ * them (PG_ENOMEM: unlocked, do not commit); finish applies them (when
+ * committed) and unlocks. ltx_abort: finish(false). */
+PG_WUR int ledger_indexes_lock(struct ltx *t);
+void ledger_indexes_finish(struct ltx *t, bool committed);
 
 /* Spend buckets and velocity (spend.c). */
 struct window_spend {

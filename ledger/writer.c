@@ -7,7 +7,11 @@
 #include "common/pg.h"
 #include "ledger/ledger_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 /* --- the loop side ------------------------------------------------------------ */
 
@@ -236,15 +240,40 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* One process serves a ledger: the idempotency index lives in its memory,
+ * so a second server would not see the first one's keys. The lock goes
+ * with the process, however it ends. */
+static int take_server_lock(struct pg_ledger *l)
+{
+    char path[4096];
+    if (l->server_lock >= 0)
+        return 0;
+    if ((size_t)snprintf(path, sizeof(path), "%s/server.lock", l->dir) >= sizeof(path))
+        return -ENAMETOOLONG;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        return e == EWOULDBLOCK ? -EAGAIN : -e;
+    }
+    l->server_lock = fd;
+    return 0;
+}
+
 int pg_ledger_start(struct pg_ledger *l, uv_loop_t *loop)
 {
     if (l->read_only || l->started)
         return PG_EBUSY;
-    /* The object index is built here, before any request waits on it. */
+    int lrc = take_server_lock(l);
+    if (lrc != 0)
+        return lrc;
+    /* The indexes are built here, before any request waits on them. */
     struct ltx t;
     int brc = ltx_begin(l, false, &t);
     if (brc == 0) {
-        brc = ledger_objects_load(&t);
+        brc = ledger_indexes_load(&t);
         ltx_abort(&t);
     }
     if (brc != 0)

@@ -1327,9 +1327,14 @@ int pg_proxy_run(const char *config_path)
         goto fail_runtime;
     }
     struct pg_ledger_options lopt = { .dir = cfg->data_dir };
-    if (pg_ledger_open(&lopt, &srv.ledger, err, sizeof(err)) != 0 ||
-        pg_ledger_start(srv.ledger, srv.loop) != 0) {
+    if (pg_ledger_open(&lopt, &srv.ledger, err, sizeof(err)) != 0) {
         log_event(srv.log, "error", "cannot open the ledger", "data_dir", cfg->data_dir, "error", err);
+        goto fail_runtime;
+    }
+    int lrc = pg_ledger_start(srv.ledger, srv.loop);
+    if (lrc != 0) {
+        log_event(srv.log, "error", "cannot open the ledger", "data_dir", cfg->data_dir, "error",
+                  lrc == -EAGAIN ? "another payguard process serves this data_dir" : pg_strerror(lrc));
         goto fail_runtime;
     }
     if (admin_init(&srv, err, sizeof(err)) != 0) {

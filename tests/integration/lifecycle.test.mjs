@@ -301,3 +301,25 @@ nodeTest('payguard check: ok for a valid file, file:line:col for each problem, e
     const p = await payguardCheck(file, ['--no-env']);
     assert.equal(p.code, 2, p.stdout + p.stderr);
 });
+
+test('a second payguard on the same data_dir is refused and says why; the first keeps serving', async () => {
+    const dir = await makeTmp('second');
+    const shopper = await newToken('shopper');
+    const mock = await startMockrail();
+    started.push(mock);
+    const file = await writeConfig(dir, configObject(dir, {
+        rails: { stripe: httpRail(mock.url) },
+        agents: [{ id: 'shopper', org: 'acme', token: shopper.hash, rails: ['stripe'] }],
+    }));
+    const env = { MOCK_STRIPE_SECRET: mock.secret };
+    const pg = await startPayguard(file, { env });
+    current = pg;
+    started.push(pg);
+    await assert.rejects(startPayguard(file, { env }), (e) => {
+        assert.match(e.message, /payguard exited \(1\)/);
+        assert.match(e.message, /another payguard process serves this data_dir/);
+        return true;
+    });
+    const res = await request(pg.port, { path: '/v1/balance', headers: bearer(shopper.token) });
+    assert.equal(res.status, 200);
+});

@@ -16,6 +16,8 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -924,45 +926,73 @@ struct legacy {
     uint64_t resv;
 };
 
-/* Ledgers from before the in-memory index mapped objects in the objects
- * tree, and their idempotency records had no id (the record's last 8
- * bytes now); both still work, and the record moves to the new form on its
- * next write. */
+/* Finds the record of `key` under its id and gives its value without the
+ * key (and without the id too when `strip_id`), as ledgers wrote before. */
+static void old_record(MDB_txn *txn, MDB_dbi by_id, const char *key, size_t kn, bool strip_id,
+                       uint8_t *out, size_t *outn, MDB_val *id_key)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    bool found = false;
+    assert_int_equal(mdb_cursor_open(txn, by_id, &c), 0);
+    for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && !found;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        const uint8_t *p = v.mv_data;
+        if (v.mv_size < kn + 2 + 8 || memcmp(p + v.mv_size - kn, key, kn) != 0 ||
+            p[v.mv_size - kn - 2] != (uint8_t)kn)
+            continue;
+        *outn = v.mv_size - kn - 2 - (strip_id ? 8 : 0);
+        assert_true(*outn <= 256);
+        memcpy(out, p, *outn);
+        *id_key = k;
+        found = true;
+    }
+    assert_true(found);
+    mdb_cursor_close(c);
+}
+
+/* Ledgers from before the in-memory indexes mapped objects in the objects
+ * tree and kept idempotency records under their key: first without an id
+ * ("legacy"), later with one and their later versions under it, without
+ * the key ("legacy2"). All still work. */
 static void write_legacy(MDB_txn *txn, void *arg)
 {
     struct legacy *lg = arg;
-    MDB_dbi objects, idem, updates;
+    MDB_dbi objects, idem, by_id;
     assert_int_equal(mdb_dbi_open(txn, "objects", 0, &objects), 0);
     assert_int_equal(mdb_dbi_open(txn, "idem", 0, &idem), 0);
-    assert_int_equal(mdb_dbi_open(txn, "idem_updates", 0, &updates), 0);
+    assert_int_equal(mdb_dbi_open(txn, "idem_updates", 0, &by_id), 0);
     uint8_t v[8];
     for (int i = 0; i < 8; i++)
         v[i] = (uint8_t)(lg->resv >> (56 - 8 * i));
     MDB_val k = { 6, "pi_OLD" }, val = { 8, v };
     assert_int_equal(mdb_put(txn, objects, &k, &val, 0), 0);
-    /* The record of "legacy" as first written, without its id; its update
-     * goes, as an old ledger never had one. */
+
+    uint8_t rec[256], idk[8];
+    size_t n;
+    MDB_val id_key;
     char key[] = "open\0legacy";
-    MDB_val ik = { sizeof(key) - 1, key }, iv;
-    assert_int_equal(mdb_get(txn, idem, &ik, &iv), 0);
-    uint8_t rec[256];
-    assert_true(iv.mv_size > 8 && iv.mv_size <= sizeof(rec));
-    memcpy(rec, iv.mv_data, iv.mv_size);
-    uint8_t iid[8];
-    memcpy(iid, rec + iv.mv_size - 8, 8);
-    uint8_t uk[8]; /* the update's key: the same id, big-endian */
-    for (int i = 0; i < 8; i++)
-        uk[i] = iid[7 - i];
-    MDB_val ukey = { 8, uk }, uval;
-    assert_int_equal(mdb_get(txn, updates, &ukey, &uval), 0);
-    /* The DONE version (the update) becomes the record itself, as an old
-     * SETTLE would have left it. */
-    uint8_t done[256];
-    assert_true(uval.mv_size > 8 && uval.mv_size <= sizeof(done));
-    memcpy(done, uval.mv_data, uval.mv_size);
-    MDB_val nv = { uval.mv_size - 8, done };
-    assert_int_equal(mdb_put(txn, idem, &ik, &nv, 0), 0);
-    assert_int_equal(mdb_del(txn, updates, &ukey, NULL), 0);
+    old_record(txn, by_id, key, sizeof(key) - 1, true, rec, &n, &id_key);
+    memcpy(idk, id_key.mv_data, 8);
+    MDB_val ik = { sizeof(key) - 1, key }, iv = { n, rec }, dk = { 8, idk };
+    assert_int_equal(mdb_put(txn, idem, &ik, &iv, 0), 0);
+    assert_int_equal(mdb_del(txn, by_id, &dk, NULL), 0);
+
+    char key2[] = "open\0legacy2";
+    old_record(txn, by_id, key2, sizeof(key2) - 1, false, rec, &n, &id_key);
+    memcpy(idk, id_key.mv_data, 8);
+    MDB_val ik2 = { sizeof(key2) - 1, key2 }, iv2 = { n, rec }, dk2 = { 8, idk };
+    assert_int_equal(mdb_put(txn, idem, &ik2, &iv2, 0), 0);
+    assert_int_equal(mdb_put(txn, by_id, &dk2, &iv2, 0), 0);
+}
+
+static void expect_replay(const char *key, const char *body)
+{
+    struct pg_ledger_req *r = run1(pay("open", key, USD(70), MONDAY));
+    assert_int_equal(r->result, PG_BEGIN_REPLAY);
+    assert_int_equal(r->replay.body_len, strlen(body));
+    assert_memory_equal(r->replay.body, body, strlen(body));
+    done(r);
 }
 
 static void test_legacy_records(void **state)
@@ -973,19 +1003,20 @@ static void test_legacy_records(void **state)
     struct pg_ledger_req *s = mks("open", "legacy", lg.resv, PG_SETTLE_AUTHORIZED, USD(70), MONDAY);
     with_response(s, 200, "HTTP/1.1 200 OK\r\n\r\n", "{\"old\":1}", 9);
     expect_settle(s);
+    uint64_t r2 = expect_begin(pay("open", "legacy2", USD(70), MONDAY), PG_BEGIN_PROCEED, NULL);
+    s = mks("open", "legacy2", r2, PG_SETTLE_AUTHORIZED, USD(70), MONDAY);
+    with_response(s, 200, "HTTP/1.1 200 OK\r\n\r\n", "{\"old\":2}", 9);
+    expect_settle(s);
     raw_txn(write_legacy, &lg);
-    /* The old record still replays; the old mapping still finds its
+    /* The old records still replay; the old mapping still finds its
      * reservation. */
-    struct pg_ledger_req *r = run1(pay("open", "legacy", USD(70), MONDAY));
-    assert_int_equal(r->result, PG_BEGIN_REPLAY);
-    assert_int_equal(r->replay.body_len, 9);
-    assert_memory_equal(r->replay.body, "{\"old\":1}", 9);
-    done(r);
+    expect_replay("legacy", "{\"old\":1}");
+    expect_replay("legacy2", "{\"old\":2}");
     struct pg_ledger_req *c = mk("open", "cap", PG_OP_PAYMENT, PG_ACT_CAPTURE, -1, MONDAY + 60);
     snprintf(c->object_id, sizeof(c->object_id), "pi_OLD");
     assert_int_equal(expect_begin(c, PG_BEGIN_PROCEED, NULL), lg.resv);
     expect_settle(mks("open", "cap", lg.resv, PG_SETTLE_POST, USD(70), MONDAY + 61));
-    expect_day("open", MONDAY, USD(70), 0);
+    expect_day("open", MONDAY, USD(70), USD(70));
 }
 
 static void test_unknown_reservation(void **state)
@@ -1096,6 +1127,64 @@ static void test_mismatch(void **state)
     /* Keys are per agent: another agent's same key is its own. */
     expect_begin(pay("lim", "m", USD(11), MONDAY), PG_BEGIN_PROCEED, NULL);
     expect_day("open", MONDAY, USD(10), 0);
+}
+
+/* The index finds every key after it grows past its first table and after
+ * it is rebuilt from disk by the next process. */
+static void test_idempotency_index_grows_and_rebuilds(void **state)
+{
+    (void)state;
+    enum { N = 2000, BATCH = 250 };
+    struct pg_ledger_req *rs[BATCH];
+    char key[32];
+    for (int base = 0; base < N; base += BATCH) {
+        for (int i = 0; i < BATCH; i++) {
+            snprintf(key, sizeof(key), "g%d", base + i);
+            rs[i] = pay("open", key, USD(1), MONDAY);
+        }
+        run(rs, BATCH);
+        for (int i = 0; i < BATCH; i++) {
+            assert_int_equal(rs[i]->result, PG_BEGIN_PROCEED);
+            done(rs[i]);
+        }
+    }
+    /* Every key is found, in this process and after a reopen. */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            ledger_reopen();
+        for (int base = 0; base < N; base += BATCH) {
+            for (int i = 0; i < BATCH; i++) {
+                snprintf(key, sizeof(key), "g%d", base + i);
+                rs[i] = pay("open", key, USD(2), MONDAY);
+            }
+            run(rs, BATCH);
+            for (int i = 0; i < BATCH; i++) {
+                assert_int_equal(rs[i]->result, PG_BEGIN_MISMATCH);
+                done(rs[i]);
+            }
+        }
+    }
+    expect_begin(pay("open", "g-new", USD(1), MONDAY), PG_BEGIN_PROCEED, NULL);
+    expect_day("open", MONDAY, 0, USD(N + 1));
+}
+
+/* One process serves a ledger at a time: a second could not see the
+ * first one's idempotency keys. */
+static void test_second_server_refused(void **state)
+{
+    (void)state;
+    ledger_close();
+    char path[600], err[256];
+    snprintf(path, sizeof(path), "%s/server.lock", T.opt.dir);
+    int fd = open(path, O_RDWR | O_CREAT, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX | LOCK_NB), 0);
+    assert_int_equal(pg_ledger_open(&T.opt, &T.l, err, sizeof(err)), 0);
+    assert_int_equal(pg_ledger_start(T.l, &T.loop), -EAGAIN);
+    assert_false(pg_ledger_ready(T.l));
+    close(fd);
+    assert_int_equal(pg_ledger_start(T.l, &T.loop), 0);
+    expect_begin(pay("open", "after", USD(1), MONDAY), PG_BEGIN_PROCEED, NULL);
 }
 
 static void test_in_flight(void **state)
@@ -1683,6 +1772,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_byte_identical, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency_index_grows_and_rebuilds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_server_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unresolved_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_without_answer_is_unresolved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_void_without_answer_frees_key, setup, teardown),
