@@ -133,6 +133,9 @@ static void set_defaults(struct cfg_loader *ld, struct pg_config *cfg)
     cfg->limits.drain_timeout_ms = 15000;
     cfg->limits.max_connections = 10000;
     cfg->limits.auth_failures = 20;
+    cfg->ledger.idempotency_ttl_s = 86400;
+    cfg->ledger.approval_ttl_s = 86400;
+    cfg->ledger.max_size_mib = 4096;
 }
 
 /* The schema nests five levels at most. libyaml's scanner slows down

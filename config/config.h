@@ -184,6 +184,14 @@ struct pg_limits {
     uint32_t auth_failures;        /* failures per address per minute before 429 */
 };
 
+/* ledger: how long the ledger keeps what it keeps, and how big it may grow.
+ * Read at start-up; a reload that changes them says they wait for a restart. */
+struct pg_ledger_settings {
+    uint32_t idempotency_ttl_s;    /* keys replay at least this long (default 24 h) */
+    uint32_t approval_ttl_s;       /* a held payment waits this long for a human (24 h) */
+    uint32_t max_size_mib;         /* the LMDB map grows up to this, then 503 (4096) */
+};
+
 struct pg_config {
     char *path;                    /* file it was loaded from */
     struct pg_addr listen_agents;
@@ -193,6 +201,7 @@ struct pg_config {
     char *master_key_env;
     char *log_file;                /* NULL: stderr */
     struct pg_limits limits;
+    struct pg_ledger_settings ledger;
     struct pg_rail *rails; size_t nrails;
     struct pg_org *orgs; size_t norgs;
     struct pg_user *users; size_t nusers;

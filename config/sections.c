@@ -1628,13 +1628,55 @@ static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
     }
 }
 
+/* ---- ledger ------------------------------------------------------------ */
+
+#define LEDGER_KEYS(X) X(LG_, idempotency_ttl) X(LG_, approval_ttl) X(LG_, max_size_mib)
+enum { LEDGER_KEYS(KEY_ENUM) LG_COUNT };
+static const char *const ledger_keys[] = {LEDGER_KEYS(KEY_NAME)};
+
+/* A duration in [lo, hi] seconds, said in the file's own words when not. */
+static void set_duration(struct cfg_loader *ld, const yaml_node_t *n, const char *path,
+                         uint32_t lo, uint32_t hi, const char *range, uint32_t *out)
+{
+    const char *s = cfg_str(ld, n, path);
+    uint32_t v = 0;
+    const char *why = s ? cfg_duration_check(s, &v) : NULL;
+    if (!s)
+        return;
+    if (!why && (v < lo || v > hi))
+        why = range;
+    if (why)
+        cfg_report(ld, n, "%s: \"%.*s\" %s", path, CFG_ECHO, s, why);
+    else
+        *out = v;
+}
+
+static void load_ledger(struct cfg_loader *ld, const yaml_node_t *n)
+{
+    struct pg_ledger_settings *l = &ld->cfg->ledger;
+    yaml_node_t *v[LG_COUNT], *k[LG_COUNT];
+
+    if (!cfg_fields(ld, n, "ledger", ledger_keys, LG_COUNT, v, k))
+        return;
+    /* Stripe keeps keys 24 h; an agent's SDK retries on that promise. */
+    if (v[LG_idempotency_ttl])
+        set_duration(ld, v[LG_idempotency_ttl], "ledger.idempotency_ttl", 86400, 30 * 86400,
+                     "must be between 24h and 30d", &l->idempotency_ttl_s);
+    if (v[LG_approval_ttl])
+        set_duration(ld, v[LG_approval_ttl], "ledger.approval_ttl", 60, 30 * 86400,
+                     "must be between 1m and 30d", &l->approval_ttl_s);
+    if (v[LG_max_size_mib])
+        (void)cfg_u32(ld, v[LG_max_size_mib], "ledger.max_size_mib", 64, 1048576,
+                      &l->max_size_mib);
+}
+
 /* ---- the root ---------------------------------------------------------- */
 
 #define ROOT_KEYS(X)                                                                               \
     X(K_, listen)                                                                                  \
     X(K_, data_dir)                                                                                \
     X(K_, master_key_env) X(K_, log_file) X(K_, limits) X(K_, rails) X(K_, orgs) X(K_, users)      \
-        X(K_, agents) X(K_, policies) X(K_, webhooks) X(K_, url_guard)
+        X(K_, agents) X(K_, policies) X(K_, webhooks) X(K_, url_guard) X(K_, ledger)
 enum { ROOT_KEYS(KEY_ENUM) K_COUNT };
 static const char *const root_keys[] = {ROOT_KEYS(KEY_NAME)};
 
@@ -1729,6 +1771,8 @@ void cfg_load_root(struct cfg_loader *ld, const yaml_node_t *root)
         set_str(ld, v[K_log_file], "log_file", &cfg->log_file);
     if (v[K_limits])
         load_limits(ld, v[K_limits]);
+    if (v[K_ledger])
+        load_ledger(ld, v[K_ledger]);
     if (cfg_require(ld, root, v, k, K_rails, root_keys, NULL))
         load_rails(ld, v[K_rails]);
     if (v[K_orgs])

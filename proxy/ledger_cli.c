@@ -121,7 +121,13 @@ static int open_ledger(const struct cli_opts *o, bool read_only, struct pg_confi
         pg_config_errors_free(&errs);
         return 2;
     }
-    struct pg_ledger_options opt = { .dir = (*cfg)->data_dir, .read_only = read_only };
+    struct pg_ledger_options opt = {
+        .dir = (*cfg)->data_dir,
+        .map_size_max = (uint64_t)(*cfg)->ledger.max_size_mib << 20,
+        .idempotency_ttl_s = (*cfg)->ledger.idempotency_ttl_s,
+        .approval_ttl_s = (*cfg)->ledger.approval_ttl_s,
+        .read_only = read_only,
+    };
     if (pg_ledger_open(&opt, l, err, sizeof(err)) != 0) {
         fprintf(stderr, "payguard: cannot open the ledger in %s: %s\n", (*cfg)->data_dir, err);
         pg_config_free(*cfg);

@@ -1178,6 +1178,23 @@ static void reload_work_cb(uv_work_t *req)
 
 static void start_reload(struct server *srv);
 
+/* What a running process set up once and a reload cannot change. */
+static void warn_restart_only(struct server *srv, const struct pg_config *was,
+                              const struct pg_config *now)
+{
+    const char *what = NULL;
+    if (strcmp(was->data_dir, now->data_dir) != 0)
+        what = "data_dir";
+    else if (memcmp(&was->ledger, &now->ledger, sizeof(was->ledger)) != 0)
+        what = "ledger";
+    else if (strcmp(was->listen_agents.text, now->listen_agents.text) != 0 ||
+             strcmp(was->listen_admin.text, now->listen_admin.text) != 0)
+        what = "listen";
+    if (what)
+        log_event(srv->log, "warn", "config reloaded, but this change takes effect at restart",
+                  "key", what, NULL, NULL);
+}
+
 static void reload_after_cb(uv_work_t *req, int status)
 {
     struct reload_work *w = CONTAINER_OF(req, struct reload_work, req);
@@ -1194,6 +1211,7 @@ static void reload_after_cb(uv_work_t *req, int status)
         runtime_release(w->rt);
     } else {
         struct runtime *old = srv->rt;
+        warn_restart_only(srv, old->cfg, w->cfg);
         srv->rt = w->rt;
         old->retired = true;
         pg_auth_limiter_set_limit(srv->limiter, w->cfg->limits.auth_failures);
@@ -1326,7 +1344,12 @@ int pg_proxy_run(const char *config_path)
         log_event(srv.log, "error", "cannot set up TLS for agents", "error", err, NULL, NULL);
         goto fail_runtime;
     }
-    struct pg_ledger_options lopt = { .dir = cfg->data_dir };
+    struct pg_ledger_options lopt = {
+        .dir = cfg->data_dir,
+        .map_size_max = (uint64_t)cfg->ledger.max_size_mib << 20,
+        .idempotency_ttl_s = cfg->ledger.idempotency_ttl_s,
+        .approval_ttl_s = cfg->ledger.approval_ttl_s,
+    };
     if (pg_ledger_open(&lopt, &srv.ledger, err, sizeof(err)) != 0) {
         log_event(srv.log, "error", "cannot open the ledger", "data_dir", cfg->data_dir, "error", err);
         goto fail_runtime;

@@ -38,6 +38,7 @@ before(async () => {
             { id: 'outsider', org: 'globex', token: tok.outsider.hash, rails: ['stripe'], policy: 'approving' },
         ],
     });
+    cfg.ledger = { approval_ttl: '90m' }; // a hold waits 90 minutes, not the default day
     file = await writeConfig(dir, cfg);
     pg = await startPayguard(file, { env: { MOCK_STRIPE_SECRET: mock.secret } });
 });
@@ -81,6 +82,9 @@ test('hold → listed → approved → the retry with the same key goes through 
     assert.ok(line, `${id} is listed:\n${list.stdout}`);
     assert.match(line, /approving/, `the agent is named: ${line}`);
     assert.match(line, /25\.00|2500/, `the amount is shown: ${line}`);
+    const [, created, expires] = /created (\S+)\s+expires (\S+)/.exec(line) ?? [];
+    assert.equal(Date.parse(expires) - Date.parse(created), 90 * 60 * 1000,
+                 `ledger.approval_ttl sets the expiry: ${line}`);
     const byOrg = await approvalsList(file, ['--org', 'globex']);
     assert.equal(byOrg.code, 0, byOrg.text);
     assert.ok(!byOrg.stdout.includes(id), `--org globex hides acme's approval:\n${byOrg.stdout}`);

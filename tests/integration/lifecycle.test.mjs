@@ -323,3 +323,26 @@ test('a second payguard on the same data_dir is refused and says why; the first 
     const res = await request(pg.port, { path: '/v1/balance', headers: bearer(shopper.token) });
     assert.equal(res.status, 200);
 });
+
+test('SIGHUP that changes ledger settings: reloaded, with a warning that they wait for a restart', async () => {
+    const dir = await makeTmp('reload-ledger');
+    const shopper = await newToken('shopper');
+    const mock = await startMockrail();
+    started.push(mock);
+    const base = configObject(dir, {
+        rails: { stripe: httpRail(mock.url) },
+        agents: [{ id: 'shopper', org: 'acme', token: shopper.hash, rails: ['stripe'] }],
+    });
+    const file = await writeConfig(dir, base);
+    const pg = await startPayguard(file, { env: { MOCK_STRIPE_SECRET: mock.secret } });
+    current = pg;
+    started.push(pg);
+    await fs.writeFile(file, toYaml({ ...base, ledger: { approval_ttl: '2h' } }));
+    const mark = pg.events.length;
+    pg.signal('SIGHUP');
+    const warn = await pg.waitEvent((e) => /takes effect at restart/.test(e.msg ?? ''),
+                                    'the restart warning', { from: mark });
+    assert.equal(warn.level, 'warn');
+    assert.equal(warn.key, 'ledger');
+    await pg.waitEvent((e) => e.msg === 'config reloaded', 'the reload', { from: mark });
+});

@@ -482,6 +482,29 @@ static void listen_problems_are_reported_in_place(void **state)
     pg_config_free(load_ok("listen: {agents: 127.0.0.1:0, admin: 127.0.0.1:0}\n" MINIMAL, true));
 }
 
+static void ledger_settings_default_parse_and_refuse(void **state)
+{
+    (void)state;
+    struct pg_config *cfg = load_ok(MINIMAL, true);
+    assert_int_equal(cfg->ledger.idempotency_ttl_s, 86400);
+    assert_int_equal(cfg->ledger.approval_ttl_s, 86400);
+    assert_int_equal(cfg->ledger.max_size_mib, 4096);
+    pg_config_free(cfg);
+    cfg = load_ok("ledger: {idempotency_ttl: 3d, approval_ttl: 90m, max_size_mib: 512}\n" MINIMAL,
+                  true);
+    assert_int_equal(cfg->ledger.idempotency_ttl_s, 3 * 86400);
+    assert_int_equal(cfg->ledger.approval_ttl_s, 90 * 60);
+    assert_int_equal(cfg->ledger.max_size_mib, 512);
+    pg_config_free(cfg);
+    EXPECT_ERRORS("ledger:\n"
+                  "  idempotency_ttl: 1h\n"
+                  "  approval_ttl: 31d\n"
+                  "  max_size_mib: 10\n" MINIMAL,
+                  "payguard.yaml:2:20: ledger.idempotency_ttl: \"1h\" must be between 24h and 30d",
+                  "payguard.yaml:3:17: ledger.approval_ttl: \"31d\" must be between 1m and 30d",
+                  "payguard.yaml:4:17: ledger.max_size_mib: must be between 64 and 1048576, got 10");
+}
+
 /* ---- unknown keys, types, required keys, duplicates -------------------- */
 
 static void unknown_key_suggests_the_closest(void **state)
@@ -2225,6 +2248,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(addr_parse_accepts_numeric_addresses),
         cmocka_unit_test(addr_parse_refuses_the_rest),
         cmocka_unit_test(listen_problems_are_reported_in_place),
+        cmocka_unit_test(ledger_settings_default_parse_and_refuse),
         cmocka_unit_test(unknown_key_suggests_the_closest),
         cmocka_unit_test(wrong_types_are_named),
         cmocka_unit_test(required_keys_are_reported_where_they_belong),
