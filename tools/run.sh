@@ -70,6 +70,15 @@ cat <<MSG
       -H "Idempotency-Key: demo-\$RANDOM" -d amount=30000 -d currency=usd \\
       -d "transfer_data[destination]=acct_1TrustedShop"
 
+  Approve (or deny) a held payment from another terminal, then retry it with the
+  same Idempotency-Key: it goes through once.
+    ./payguard approvals list -c $CONFIG
+    ./payguard approvals approve apr_... -c $CONFIG --note "checked"
+
+  Spend, headroom and pending reservations; the audit chain:
+    ./payguard ledger show -c $CONFIG --agent shopper
+    ./payguard audit verify -c $CONFIG
+
   Ctrl-C stops payguard and the mock rail.
 
 MSG
