@@ -530,6 +530,12 @@ PG_WUR int pg_ledger_session_rotate(struct pg_ledger *l, struct pg_slice token, 
 PG_WUR int pg_ledger_session_close(struct pg_ledger *l, struct pg_slice token, int64_t now,
                                    struct pg_session *out, enum pg_session_result *res);
 
+/* Whether the sign-in `family` (hex, as in struct pg_session) is still
+ * live: not signed out, not revoked for reuse. An unknown family is not.
+ * 0 with *live, PG_EPARSE (not 32 hex digits), PG_ESTORE. Read
+ * transaction; any thread. */
+PG_WUR int pg_ledger_session_live(struct pg_ledger *l, const char *family, bool *live);
+
 /* The last TOTP step `user` spent (0 when none). Read transaction. */
 PG_WUR int pg_ledger_totp_last(struct pg_ledger *l, const char *user, uint64_t *last);
 /* Spends TOTP `step` for `user`: 0, or PG_EBUSY when a step at or after it

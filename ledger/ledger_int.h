@@ -52,7 +52,7 @@ enum ldb {
 extern const char *const pg_ledger_db_names[DB_COUNT];
 
 /* Kinds of the expiry index (first key byte). */
-enum { EXP_IDEM_DONE = 1, EXP_RESV_DONE = 2 };
+enum { EXP_IDEM_DONE = 1, EXP_RESV_DONE = 2, EXP_SESSION = 3 };
 
 /* Which events go to the webhook outbox (outbox.c): set by the notifier,
  * or read from the ledger on first use by other processes. */
@@ -456,6 +456,9 @@ PG_WUR int idem_build(struct ltx *t, struct hindex *x);
  * committed) and unlocks. ltx_abort: finish(false). */
 PG_WUR int ledger_indexes_lock(struct ltx *t);
 void ledger_indexes_finish(struct ltx *t, bool committed);
+
+/* Removes a refresh token record (prune.c, past its expiry). */
+PG_WUR int sessions_drop_token(struct ltx *t, const uint8_t *key, size_t n);
 
 /* Spend buckets and velocity (spend.c). */
 struct window_spend {

@@ -248,6 +248,14 @@ static int prune_approvals(struct prune *p)
     return rc;
 }
 
+/* Refresh tokens a day past their expiry: presented, they would be refused
+ * as expired anyway. Their families stay (one small record per sign-in). */
+static int drop_session(struct prune *p, int64_t when, const uint8_t *key, size_t n)
+{
+    (void)when;
+    return sessions_drop_token(p->t, key, n);
+}
+
 int ledger_prune_txn(struct ltx *t, int64_t now, size_t budget, size_t *done, bool *more)
 {
     struct pg_ledger *l = t->l;
@@ -255,6 +263,8 @@ int ledger_prune_txn(struct ltx *t, int64_t now, size_t budget, size_t *done, bo
     int rc = expiry_walk(&p, EXP_IDEM_DONE, sat_add(now, -(int64_t)l->idem_ttl_s), drop_idem);
     if (rc == 0)
         rc = expiry_walk(&p, EXP_RESV_DONE, sat_add(now, -LEDGER_KEEP_BUCKETS_S), drop_resv);
+    if (rc == 0)
+        rc = expiry_walk(&p, EXP_SESSION, sat_add(now, -LEDGER_DAY_S), drop_session);
     if (rc == 0)
         rc = prune_velocity(&p);
     if (rc == 0)

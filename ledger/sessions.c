@@ -265,7 +265,8 @@ static int open_fn(struct ltx *t, void *arg)
     struct fam_rec f = { .state = FAM_ACTIVE, .created = a->now };
     memcpy(f.user, r->user, sizeof(f.user));
     memcpy(f.org, r->org, sizeof(f.org));
-    if ((rc = fam_put(t, r->family, &f)) != 0 || (rc = tok_put(t, key, r)) != 0)
+    if ((rc = fam_put(t, r->family, &f)) != 0 || (rc = tok_put(t, key, r)) != 0 ||
+        (rc = expiry_add(t, EXP_SESSION, r->expires, key, sizeof(key))) != 0)
         return rc;
     return audit_session(t, a->org, a->user, a->now, "login", "signed_in", a->how, true);
 }
@@ -344,7 +345,8 @@ static int rotate_fn(struct ltx *t, void *arg)
     next.created = a->now;
     next.expires = sat_add(a->now, (int64_t)a->ttl);
     next.rotated_at = 0;
-    if ((rc = tok_put(t, nkey, &next)) != 0)
+    if ((rc = tok_put(t, nkey, &next)) != 0 ||
+        (rc = expiry_add(t, EXP_SESSION, next.expires, nkey, sizeof(nkey))) != 0)
         return rc;
     a->rec = next;
     return 0;
@@ -506,4 +508,31 @@ int pg_ledger_recovery_spend(struct pg_ledger *l, const char *user, const char *
         return PG_EPARSE;
     struct rcode_args a = { k, kn, now };
     return ledger_write(l, rcode_fn, &a, NULL);
+}
+
+int pg_ledger_session_live(struct pg_ledger *l, const char *family, bool *live)
+{
+    uint8_t id[FAMILY_LEN];
+    *live = false;
+    size_t n = 0;
+    if (!family || strlen(family) != 2 * FAMILY_LEN ||
+        OPENSSL_hexstr2buf_ex(id, sizeof(id), &n, family, '\0') != 1 || n != FAMILY_LEN)
+        return PG_EPARSE;
+    struct ltx t;
+    struct fam_rec f;
+    int rc = ltx_begin(l, false, &t);
+    if (rc != 0)
+        return rc;
+    rc = fam_get(&t, id, &f);
+    ltx_abort(&t);
+    if (rc == PG_ENOTFOUND)
+        return 0;
+    if (rc == 0)
+        *live = f.state == FAM_ACTIVE;
+    return rc;
+}
+
+int sessions_drop_token(struct ltx *t, const uint8_t *key, size_t n)
+{
+    return n == PG_SHA256_LEN ? ltx_del(t, DB_SESSIONS, key, n) : 0;
 }

@@ -259,6 +259,22 @@ static const struct pg_user *caller_or_reply(struct conn *c, enum pg_role need)
         admin_reply_error(c, 401, "invalid_token", msg, 0);
         return NULL;
     }
+    /* Signed out (or its refresh token reused): the sign-in's access tokens
+     * end with it. A read transaction on mapped pages, like the agents'
+     * revocation check. */
+    char *dot = strchr(cl.jti, '.');
+    bool live = false;
+    if (dot)
+        *dot = '\0';
+    int lrc = dot ? pg_ledger_session_live(c->srv->ledger, cl.jti, &live) : PG_EPARSE;
+    if (lrc != 0 && lrc != PG_EPARSE) {
+        admin_reply_error(c, 503, "unavailable", "payguard could not read the session; retry shortly.", 1);
+        return NULL;
+    }
+    if (!live) {
+        admin_reply_error(c, 401, "invalid_token", "This sign-in has ended (signed out). Sign in again.", 0);
+        return NULL;
+    }
     const struct pg_user *u = admin_find_user(c->rt->cfg, cl.sub);
     if (!u || !u->org || strcmp(u->org, cl.org) != 0) {
         admin_reply_error(c, 401, "invalid_token", "This user is no longer configured. Sign in again.", 0);

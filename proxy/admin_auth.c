@@ -90,12 +90,14 @@ static void count_failure(struct admin_job *j)
 /* --- tokens ----------------------------------------------------------------------- */
 
 /* The answer of a login or a refresh: a fresh access token for u and the
- * refresh token. */
-static void issue(struct admin_job *j, const struct pg_user *u, const char *refresh,
-                  int64_t refresh_expires, int64_t now)
+ * refresh token. The token's jti names its sign-in (family "." random), so
+ * a logout ends the access tokens of that sign-in too. */
+static void issue(struct admin_job *j, const struct pg_user *u, const struct pg_session *s,
+                  const char *refresh, int64_t now)
 {
     struct pg_jwt_claims cl;
-    uint8_t jti[16];
+    uint8_t jti[8];
+    char rnd[2 * sizeof(jti) + 1];
     char token[PG_JWT_MAX + 1];
     memset(&cl, 0, sizeof(cl));
     snprintf(cl.iss, sizeof(cl.iss), "%s", ADMIN_ISS);
@@ -105,7 +107,8 @@ static void issue(struct admin_job *j, const struct pg_user *u, const char *refr
     snprintf(cl.role, sizeof(cl.role), "%s", admin_role_name(u->role));
     cl.iat = now;
     cl.exp = now + PG_JWT_TTL_S;
-    if (pg_random(jti, sizeof(jti)) != 0 || pg_hex_encode(jti, sizeof(jti), cl.jti, sizeof(cl.jti)) < 0 ||
+    if (pg_random(jti, sizeof(jti)) != 0 || pg_hex_encode(jti, sizeof(jti), rnd, sizeof(rnd)) < 0 ||
+        (size_t)snprintf(cl.jti, sizeof(cl.jti), "%s.%s", s->family, rnd) >= sizeof(cl.jti) ||
         pg_jwt_sign(j->srv->admin_api->jwt_key, sizeof(j->srv->admin_api->jwt_key), &cl, token,
                     sizeof(token)) != 0) {
         admin_job_error(j, 503, "unavailable", "payguard could not sign an access token; retry shortly.");
@@ -113,7 +116,7 @@ static void issue(struct admin_job *j, const struct pg_user *u, const char *refr
     }
     j->out = json_pack("{s:s,s:s,s:I,s:s,s:I,s:{s:s,s:s,s:s}}", "access_token", token, "token_type",
                        "Bearer", "expires_in", (json_int_t)PG_JWT_TTL_S, "refresh_token", refresh,
-                       "refresh_expires_in", (json_int_t)(refresh_expires - now), "user", "email",
+                       "refresh_expires_in", (json_int_t)(s->expires_at - now), "user", "email",
                        u->email, "org", u->org, "role", admin_role_name(u->role));
     OPENSSL_cleanse(token, sizeof(token));
     if (!j->out)
@@ -192,7 +195,7 @@ static void login_work(struct admin_job *j)
         admin_job_error(j, 503, "unavailable", "payguard could not record the session; retry shortly.");
         return;
     }
-    issue(j, u, refresh, s.expires_at, now);
+    issue(j, u, &s, refresh, now);
     OPENSSL_cleanse(refresh, sizeof(refresh));
 }
 
@@ -260,7 +263,7 @@ static void refresh_work(struct admin_job *j)
         OPENSSL_cleanse(next, sizeof(next));
         return;
     }
-    issue(j, u, next, s.expires_at, now);
+    issue(j, u, &s, next, now);
     OPENSSL_cleanse(next, sizeof(next));
 }
 

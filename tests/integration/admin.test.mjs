@@ -290,11 +290,19 @@ test('sign-in failures are limited per address', async () => {
 test('access tokens: a token forged with the ledger key is accepted; alg none, other algs, tampering, expiry, wrong aud/iss, too long a lifetime, bad base64url and agent tokens are 401', async () => {
     const k = await jwtKey();
     const now = Math.floor(Date.now() / 1000);
-    const claims = { iss: 'payguard', aud: 'payguard-admin', sub: USERS.viewer.email, org: 'acme', role: 'viewer', jti: 'abcdef0123456789', iat: now, exp: now + 900 };
+    // The jti names a live sign-in (family "." random): the viewer's.
+    const liveJti = JSON.parse(Buffer.from(sessions.viewer.access_token.split('.')[1], 'base64url')).jti;
+    const family = liveJti.split('.')[0];
+    assert.match(family, /^[0-9a-f]{32}$/, liveJti);
+    const claims = { iss: 'payguard', aud: 'payguard-admin', sub: USERS.viewer.email, org: 'acme', role: 'viewer', jti: `${family}.0123456789abcdef`, iat: now, exp: now + 900 };
     const hdr = { alg: 'HS256', typ: 'JWT' };
     const good = sign(k, hdr, claims);
     const ok = await get('/v1/agents', good);
     assert.equal(ok.status, 200, `positive control: ${ok.body}`);
+    // Signed right, but for no sign-in payguard knows, or none at all.
+    for (const jti of ['0'.repeat(32) + '.0123456789abcdef', 'abcdef0123456789']) {
+        errorShaped(await get('/v1/agents', sign(k, hdr, { ...claims, jti })), 401, 'invalid_token');
+    }
 
     const real = sessions.viewer.access_token;
     const [h, p, s] = real.split('.');
@@ -344,9 +352,10 @@ test('refresh rotates: each refresh token works once; a reused one signs the who
     // The first token again: reuse.
     const reuse = await post('/v1/auth/refresh', { refresh_token: first.json.refresh_token });
     errorShaped(reuse, 401, 'refresh_token_reused');
-    // The live one of the family is dead too.
+    // The live one of the family is dead too, and so are its access tokens.
     const dead = await post('/v1/auth/refresh', { refresh_token: r2.json.refresh_token });
     errorShaped(dead, 401, 'invalid_token');
+    errorShaped(await get('/v1/agents', r2.json.access_token), 401, 'invalid_token');
 
     const audit = await get('/v1/audit?limit=1000', sessions.viewer.access_token);
     const reused = audit.json.entries.filter((e) => e.action === 'session_reuse');
@@ -357,8 +366,16 @@ test('refresh rotates: each refresh token works once; a reused one signs the who
     // Another session of the same user is untouched; logout ends it.
     const second = await login(u);
     assert.equal(second.status, 200, second.body);
+    const third = await login(u);
+    assert.equal(third.status, 200, third.body);
+    assert.equal((await get('/v1/agents', second.json.access_token)).status, 200);
     const out = await post('/v1/auth/logout', { refresh_token: second.json.refresh_token });
     assert.equal(out.status, 200, out.body);
+    // The access token of that sign-in ends with it; another sign-in goes on.
+    const ended = await get('/v1/agents', second.json.access_token);
+    errorShaped(ended, 401, 'invalid_token');
+    assert.match(ended.json.error.message, /signed out/);
+    assert.equal((await get('/v1/agents', third.json.access_token)).status, 200);
     errorShaped(await post('/v1/auth/refresh', { refresh_token: second.json.refresh_token }), 401, 'invalid_token');
     errorShaped(await post('/v1/auth/refresh', { refresh_token: 'pgr_notatokenatallnotatokenatallnotatokenat' }), 401, 'invalid_token');
 });

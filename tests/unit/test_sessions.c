@@ -275,6 +275,49 @@ static void test_expiry(void **state)
     assert_int_equal(res, PG_SESSION_OK);
 }
 
+/* A sign-in is live until logout; an unknown or malformed family is not. */
+static void test_live(void **state)
+{
+    (void)state;
+    char t0[PG_SESSION_TOKEN_BUF];
+    struct pg_session s;
+    enum pg_session_result res;
+    bool live = true;
+    login("ana@acme.test", "acme", t0, &s);
+    assert_int_equal(pg_ledger_session_live(T.l, s.family, &live), 0);
+    assert_true(live);
+    assert_int_equal(pg_ledger_session_close(T.l, pg_slice_cstr(t0), NOW + 1, NULL, &res), 0);
+    assert_int_equal(pg_ledger_session_live(T.l, s.family, &live), 0);
+    assert_false(live);
+    live = true;
+    assert_int_equal(pg_ledger_session_live(T.l, "00000000000000000000000000000000", &live), 0);
+    assert_false(live);
+    assert_int_equal(pg_ledger_session_live(T.l, "not-hex", &live), PG_EPARSE);
+    assert_int_equal(pg_ledger_session_live(T.l, "0000000000000000000000000000000g", &live), PG_EPARSE);
+}
+
+/* Refresh tokens go a day after their expiry; before that they still read
+ * as expired. */
+static void test_tokens_pruned(void **state)
+{
+    (void)state;
+    char t0[PG_SESSION_TOKEN_BUF], t1[PG_SESSION_TOKEN_BUF], t2[PG_SESSION_TOKEN_BUF];
+    enum pg_session_result res;
+    bool more;
+    login("ana@acme.test", "acme", t0, NULL);
+    assert_int_equal(pg_ledger_session_rotate(T.l, pg_slice_cstr(t0), NOW + 1, TTL, t1, NULL, &res), 0);
+    assert_int_equal(res, PG_SESSION_OK);
+    int64_t end = NOW + 1 + TTL;
+    assert_int_equal(pg_ledger_prune(T.l, end + 86400 - 10, 1000, &more), 0);
+    assert_int_equal(pg_ledger_session_rotate(T.l, pg_slice_cstr(t1), end + 86400 - 5, TTL, t2, NULL, &res), 0);
+    assert_int_equal(res, PG_SESSION_EXPIRED);
+    assert_int_equal(pg_ledger_prune(T.l, end + 86400 + 10, 1000, &more), 0);
+    assert_int_equal(pg_ledger_session_rotate(T.l, pg_slice_cstr(t1), end + 86400 + 11, TTL, t2, NULL, &res), 0);
+    assert_int_equal(res, PG_SESSION_UNKNOWN);
+    assert_int_equal(pg_ledger_session_rotate(T.l, pg_slice_cstr(t0), end + 86400 + 11, TTL, t2, NULL, &res), 0);
+    assert_int_equal(res, PG_SESSION_UNKNOWN);
+}
+
 static void test_totp_steps_spent_once(void **state)
 {
     (void)state;
@@ -339,6 +382,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_refresh_one_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tokens_pruned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_totp_steps_spent_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_codes_spent_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_page_and_head, setup, teardown),
