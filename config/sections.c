@@ -1710,6 +1710,8 @@ static bool check_cidr_item(struct cfg_loader *ld, const yaml_node_t *n, const c
 
 static void free_list(char **l, size_t n)
 {
+    if (!l)
+        return;
     for (size_t i = 0; i < n; i++)
         free(l[i]);
     free(l);

@@ -511,13 +511,14 @@ static void attempt_once(struct endpoint *e, const struct pg_urlguard_opts *g,
     /* The status line is all that matters; the rest is not read. */
     char line[512];
     size_t ln = 0;
-    while (ln < sizeof(line) - 1 && !memchr(line, '\n', ln)) {
+    char *nl = NULL;
+    while (!nl && ln < sizeof(line) - 1) {
         if ((w = ssl_io(ssl, fd, deadline, op_read, line + ln, (int)(sizeof(line) - 1 - ln),
                         &got)) != NULL)
             break;
+        nl = memchr(line + ln, '\n', (size_t)got); /* only what just arrived */
         ln += (size_t)got;
     }
-    char *nl = memchr(line, '\n', ln);
     a->status = nl ? parse_status(line, (size_t)(nl - line)) : 0;
     if (!a->status)
         a->reason = w && strcmp(w, "timeout") == 0 ? "timeout" : "bad_response";

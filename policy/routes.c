@@ -287,12 +287,15 @@ static size_t spec_bytes(const struct pg_route_spec *s)
     return n;
 }
 
-/* A NUL-terminated copy of s in the arena (sized beforehand, so never full). */
+/* A NUL-terminated copy of s in the arena, or NULL for a NULL s. The arena
+ * is sized beforehand (spec_bytes), so it is never full. */
 static const char *keep(struct arena *a, const char *s)
 {
     if (!s)
         return NULL;
     size_t n = strlen(s) + 1;
+    if (n > a->cap - a->used)
+        return NULL; /* spec_bytes miscounted: refuse rather than overrun */
     char *d = a->p + a->used;
     memcpy(d, s, n);
     a->used += n;

@@ -64,6 +64,8 @@ static int parse_opts(int argc, char **argv, bool want_id, const char *usage, st
             fputs(usage, stdout);
             return 1;
         }
+        /* argv[i] below argc is never NULL, whatever the analyzer guesses from `&& v` */
+        /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
         if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && v) {
             o->config = v;
             i++;
