@@ -402,7 +402,6 @@ int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out, 
         goto fail_mu;
     if ((rc = ledger_indexes_init(l)) != 0)
         goto fail_cv;
-    rc = PG_ENOMEM;
     atomic_init(&l->ready, false);
 
     l->read_only = opt->read_only;
