@@ -91,7 +91,7 @@ static void stripe_object(json_t *obj, const struct pg_intent *in, struct pg_out
 
 static void adyen_object(json_t *obj, const struct pg_intent *in, struct pg_outcome *o)
 {
-    const char *rc = get_str(obj, "resultCode"), *st = get_str(obj, "status");
+    const char *rc = get_str(obj, "resultCode");
     int64_t amount = in->has_amount ? in->amount : 0;
     json_t *a = json_object_get(obj, "amount");
     int64_t v;
@@ -101,10 +101,7 @@ static void adyen_object(json_t *obj, const struct pg_intent *in, struct pg_outc
         set(o, PG_OUTCOME_VOID, 0);
     else if (strcmp(rc, "Authorised") == 0)
         set(o, in->action == PG_ACT_CAPTURE ? PG_OUTCOME_POST : PG_OUTCOME_AUTHORIZED, amount);
-    else if (strcmp(st, "received") == 0 || strcmp(rc, "Received") == 0 ||
-             strcmp(rc, "Pending") == 0)
-        set(o, PG_OUTCOME_KEEP, amount);
-    else
+    else /* Received, Pending or unknown: the money may still move */
         set(o, PG_OUTCOME_KEEP, amount);
     const char *psp = get_str(obj, "pspReference");
     size_t n = strlen(psp);

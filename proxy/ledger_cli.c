@@ -84,8 +84,10 @@ static int parse_opts(int argc, char **argv, bool want_id, const char *usage, st
         } else if (strcmp(a, "--since") == 0 && v) {
             char *end;
             unsigned long long n = strtoull(v, &end, 10);
-            if (*end || v[0] == '-' || v[0] == '\0')
-                return pg_cli_usage_error("--since takes a sequence number", v) ? -1 : -1;
+            if (*end || v[0] == '-' || v[0] == '\0') {
+                pg_cli_usage_error("--since takes a sequence number", v);
+                return -1;
+            }
             o->since = n;
             i++;
         } else if (strcmp(a, "--all") == 0) {

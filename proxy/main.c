@@ -77,8 +77,10 @@ static int parse_config_flag(int argc, char **argv, const char *usage, const cha
             return 1;
         }
         if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
-            if (i + 1 >= argc)
-                return usage_error("missing file after", a) ? -1 : -1;
+            if (i + 1 >= argc) {
+                usage_error("missing file after", a);
+                return -1;
+            }
             *path = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0) {
             *path = a + 9;
