@@ -25,13 +25,30 @@ static const char usage_policy[] =
     "  --velocity      money operations already made in the velocity period\n"
     "Exit status: 0 allow, 3 deny, 4 hold, 2 bad usage or config.\n";
 
+/* The n digits at s as a number, or -1 (sscanf's %d would take a sign or
+ * spaces there). */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
 /* RFC 3339 with a 'Z' or ±HH:MM offset, seconds optional fraction ignored. */
 static int parse_time(const char *s, int64_t *out)
 {
-    int y, mo, d, h, mi, sec, n = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
+    if (strlen(s) < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':')
         return PG_EPARSE;
-    const char *p = s + n;
+    int y = digits(s, 4), mo = digits(s + 5, 2), d = digits(s + 8, 2), h = digits(s + 11, 2),
+        mi = digits(s + 14, 2), sec = digits(s + 17, 2);
+    if (y < 0 || h < 0 || mi < 0 || sec < 0)
+        return PG_EPARSE;
+    const char *p = s + 19;
     if (*p == '.') {
         p++;
         while (*p >= '0' && *p <= '9')
@@ -41,8 +58,8 @@ static int parse_time(const char *s, int64_t *out)
     if (*p == 'Z' && p[1] == '\0') {
         off = 0;
     } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
-        int oh, om;
-        if (sscanf(p + 1, "%2d:%2d", &oh, &om) != 2 || oh > 23 || om > 59)
+        int oh = digits(p + 1, 2), om = digits(p + 4, 2);
+        if (oh < 0 || om < 0 || oh > 23 || om > 59)
             return PG_EPARSE;
         off = (oh * 60 + om) * 60 * (*p == '-' ? -1 : 1);
     } else {
