@@ -121,7 +121,7 @@ int pg_cli_policy(int argc, char **argv)
     if (strcmp(a, flag) == 0) {                                                \
         if (!v)                                                                \
             return pg_cli_usage_error("missing value after", a);               \
-        dst = v;                                                               \
+        (dst) = v;                                                             \
         i++;                                                                   \
         continue;                                                              \
     }
