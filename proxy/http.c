@@ -181,6 +181,11 @@ static int on_headers_complete(llhttp_t *h)
         return bad(p, "The request target must be a path starting with '/' (origin form).");
     if (h->http_major != 1)
         return bad(p, "Only HTTP/1.x is accepted.");
+    /* llhttp 8.1 lets a line starting with ':' through as a header with no
+     * name; a field name is a token of at least one character. */
+    for (uint32_t i = 0; i < m->nhdrs; i++)
+        if (m->hdrs[i].name_len == 0)
+            return bad(p, "A header field has an empty name.");
     int hosts = count_headers(m, PG_SLICE("Host"));
     if (hosts == 0 && h->http_minor >= 1)
         return bad(p, "The request has no Host header.");
@@ -561,11 +566,33 @@ static int write_answer(struct pg_buf *out, int status, const char *decision, co
     return rc;
 }
 
+/* A message may quote the agent's own bytes (its target, a field), which
+ * need not be UTF-8, or be cut mid-character by its buffer; a JSON string
+ * must be UTF-8. Then every byte past ASCII becomes '?', as in the audit
+ * log, so the agent still gets its answer. */
+static json_t *message_json(const char *message)
+{
+    json_t *s = json_string(message);
+    if (s)
+        return s;
+    size_t n = strlen(message);
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return NULL;
+    for (size_t i = 0; i <= n; i++)
+        copy[i] = (unsigned char)message[i] >= 0x80 ? '?' : message[i];
+    s = json_string(copy);
+    free(copy);
+    return s;
+}
+
 int pg_http_write_error(struct pg_buf *out, int status, const char *type, const char *code,
                         const char *message, bool close, uint32_t retry_after_s)
 {
-    json_t *body = json_pack("{s:{s:s,s:s,s:s}}", "error", "type", type, "code", code,
-                             "message", message);
+    json_t *msg = message_json(message);
+    json_t *body = msg ? json_pack("{s:{s:s,s:s,s:o}}", "error", "type", type, "code", code,
+                                   "message", msg)
+                       : NULL;
     return write_answer(out, status, "deny", code, body, NULL, close, retry_after_s);
 }
 
@@ -574,14 +601,14 @@ int pg_http_write_verdict(struct pg_buf *out, enum pg_rail_preset preset, int st
                           const char *message, const char *param, const char *approval_id,
                           bool close)
 {
-    json_t *body;
-    if (preset == PG_PRESET_ADYEN) {
-        body = json_pack("{s:i,s:s,s:s,s:s}", "status", status, "errorCode", code, "message",
-                         message, "errorType", status == 402 ? "approval" : "validation");
+    json_t *body = NULL, *msg = message_json(message); /* NULL: write_answer says PG_ENOMEM */
+    if (msg && preset == PG_PRESET_ADYEN) {
+        body = json_pack("{s:i,s:s,s:o,s:s}", "status", status, "errorCode", code, "message",
+                         msg, "errorType", status == 402 ? "approval" : "validation");
         if (body && approval_id)
             json_object_set_new(body, "approvalId", json_string(approval_id));
-    } else {
-        json_t *err = json_pack("{s:s,s:s,s:s}", "type", type, "code", code, "message", message);
+    } else if (msg) {
+        json_t *err = json_pack("{s:s,s:s,s:o}", "type", type, "code", code, "message", msg);
         if (err && param)
             json_object_set_new(err, "param", json_string(param));
         if (err && approval_id)

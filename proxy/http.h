@@ -98,7 +98,9 @@ PG_WUR int pg_http_serialize_request(const struct pg_reqparser *p, const struct 
                                      const char *idempotency_key, struct pg_buf *out);
 
 /* Writes one of payguard's own answers, shaped like a Stripe error, with
- * Payguard-Decision/Payguard-Reason and Stripe-Should-Retry headers. */
+ * Payguard-Decision/Payguard-Reason and Stripe-Should-Retry headers. A
+ * message that is not UTF-8 (it may quote the agent's bytes) goes out with
+ * '?' for every byte past ASCII. */
 PG_WUR int pg_http_write_error(struct pg_buf *out, int status, const char *type,
                                const char *code, const char *message, bool close,
                                uint32_t retry_after_s);
