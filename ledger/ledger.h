@@ -666,8 +666,17 @@ PG_WUR int pg_ledger_delivery_done(struct pg_ledger *l, const struct pg_delivery
                                    int64_t now);
 
 /* 1 when the endpoint was disabled (a 410), 0 when not, PG_ESTORE. Read
- * transaction; any thread. */
-PG_WUR int pg_ledger_endpoint_disabled(struct pg_ledger *l, const uint8_t id[PG_ENDPOINT_ID_LEN]);
+ * transaction; any thread. *at (may be NULL) gets when it was disabled. */
+PG_WUR int pg_ledger_endpoint_disabled(struct pg_ledger *l, const uint8_t id[PG_ENDPOINT_ID_LEN],
+                                       int64_t *at);
+/* Lets a disabled endpoint receive events again (those written while it
+ * was disabled are not sent), audited in each of `orgs`' chains (action
+ * "webhook_enabled", by `actor`): webhooks carry every org's events. Own
+ * write transaction. 0, PG_ENOTFOUND (not disabled), PG_ESTORE, PG_EBUSY
+ * (read-only). */
+PG_WUR int pg_ledger_endpoint_enable(struct pg_ledger *l, const uint8_t id[PG_ENDPOINT_ID_LEN],
+                                     const char *const *orgs, size_t norgs, const char *actor,
+                                     int64_t now);
 
 /* Writes approval.expired for every pending approval whose expiry has
  * passed at `now` and was not announced yet (each once). *n (may be NULL)

@@ -502,13 +502,17 @@ static int put_delivery(struct ltx *t, int64_t due, uint32_t attempts, const str
     return 0;
 }
 
-static int disabled_in(struct ltx *t, const uint8_t *ep)
+static int disabled_in(struct ltx *t, const uint8_t *ep, int64_t *at)
 {
     uint8_t k[1 + PG_ENDPOINT_ID_LEN];
     MDB_val v;
     k[0] = 'e';
     memcpy(k + 1, ep, PG_ENDPOINT_ID_LEN);
     int rc = ltx_get(t, DB_NOTIFY, k, sizeof(k), &v);
+    if (rc == 0 && at) {
+        struct dec d = { v.mv_data, v.mv_size, 0, false };
+        *at = dec_u8(&d) == LEDGER_REC_V1 ? dec_i64(&d) : 0;
+    }
     return rc == 0 ? 1 : rc == PG_ENOTFOUND ? 0 : rc;
 }
 
@@ -554,7 +558,7 @@ static int fanout_fn(struct ltx *t, void *arg)
             for (size_t i = 0; i < a->n && rc == 0; i++) {
                 if (!endpoint_wants(&a->eps[i], &r))
                     continue;
-                int dis = disabled_in(t, a->eps[i].id);
+                int dis = disabled_in(t, a->eps[i].id, NULL);
                 if (dis < 0)
                     rc = dis;
                 else if (!dis)
@@ -779,15 +783,61 @@ int pg_ledger_delivery_done(struct pg_ledger *l, const struct pg_delivery *d,
     return ledger_write(l, done_fn, &a, NULL);
 }
 
-int pg_ledger_endpoint_disabled(struct pg_ledger *l, const uint8_t id[PG_ENDPOINT_ID_LEN])
+int pg_ledger_endpoint_disabled(struct pg_ledger *l, const uint8_t id[PG_ENDPOINT_ID_LEN],
+                                int64_t *at)
 {
     struct ltx t;
     int rc = ltx_begin(l, false, &t);
     if (rc != 0)
         return rc;
-    rc = disabled_in(&t, id);
+    rc = disabled_in(&t, id, at);
     ltx_abort(&t);
     return rc;
+}
+
+struct enable_args {
+    const uint8_t *id;
+    const char *const *orgs;
+    size_t norgs;
+    const char *actor;
+    int64_t now;
+};
+
+static int enable_fn(struct ltx *t, void *arg)
+{
+    struct enable_args *a = arg;
+    int rc = disabled_in(t, a->id, NULL);
+    if (rc <= 0)
+        return rc == 0 ? PG_ENOTFOUND : rc;
+    uint8_t k[1 + PG_ENDPOINT_ID_LEN];
+    k[0] = 'e';
+    memcpy(k + 1, a->id, PG_ENDPOINT_ID_LEN);
+    if ((rc = ltx_del(t, DB_NOTIFY, k, sizeof(k))) != 0)
+        return rc;
+    char ep[2 * PG_ENDPOINT_ID_LEN + 1], note[64];
+    if (pg_hex_encode(a->id, PG_ENDPOINT_ID_LEN, ep, sizeof(ep)) < 0)
+        ep[0] = '\0';
+    snprintf(note, sizeof(note), "endpoint ep_%s receives events again", ep);
+    for (size_t i = 0; i < a->norgs && rc == 0; i++) {
+        struct audit_entry en = {
+            .time = a->now,
+            .org = a->orgs[i],
+            .actor = a->actor,
+            .action = "webhook_enabled",
+            .outcome = "enabled",
+            .note = note,
+        };
+        rc = audit_append(t, &en);
+    }
+    return rc;
+}
+
+int pg_ledger_endpoint_enable(struct pg_ledger *l, const uint8_t id[PG_ENDPOINT_ID_LEN],
+                              const char *const *orgs, size_t norgs, const char *actor,
+                              int64_t now)
+{
+    struct enable_args a = { id, orgs, norgs, actor, now };
+    return ledger_write(l, enable_fn, &a, NULL);
 }
 
 /* --- approval expiry and old marks --------------------------------------------------- */

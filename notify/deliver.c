@@ -560,7 +560,7 @@ static void deliver_one(struct pg_notify *n, struct snapshot *s, struct pg_deliv
     char ep[2 * PG_ENDPOINT_ID_LEN + 4] = "ep_";
     if (pg_hex_encode(d->endpoint, PG_ENDPOINT_ID_LEN, ep + 3, sizeof(ep) - 3) < 0)
         ep[3] = '\0';
-    int dis = e ? pg_ledger_endpoint_disabled(n->l, d->endpoint) : 0;
+    int dis = e ? pg_ledger_endpoint_disabled(n->l, d->endpoint, NULL) : 0;
     if (dis < 0)
         return; /* cannot read the ledger: try again on the next pass */
     if (!e || dis) {

@@ -18,6 +18,7 @@ int pg_cli_audit(int argc, char **argv);
 int pg_cli_ledger(int argc, char **argv);
 int pg_cli_approvals(int argc, char **argv);
 int pg_cli_agent(int argc, char **argv);
+int pg_cli_webhooks(int argc, char **argv);
 
 /* `payguard seal`: the exit status. Reads the secret from stdin. */
 int pg_cli_seal(int argc, char **argv);

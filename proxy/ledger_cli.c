@@ -43,6 +43,15 @@ static const char usage_approvals[] =
     "(limits still apply); deny makes it fail with 403. Each decision is audited\n"
     "with NAME (default: the login name).\n";
 
+static const char usage_webhooks[] =
+    "Usage: payguard webhooks list   [-c FILE]\n"
+    "       payguard webhooks enable ep_ID [-c FILE] [--as NAME]\n"
+    "\n"
+    "list shows each webhook of the config with its id, state and events. An\n"
+    "endpoint that answered 410 Gone gets nothing more until enable lets it receive\n"
+    "events again (those written meanwhile are not sent); audited in every org's\n"
+    "chain with NAME (default: the login name). A running payguard sees it at once.\n";
+
 struct cli_opts {
     const char *config;
     const char *org;
@@ -54,8 +63,10 @@ struct cli_opts {
     bool all;
 };
 
-/* Parses the options shared by these verbs; positional `ID` when wanted. */
-static int parse_opts(int argc, char **argv, bool want_id, const char *usage, struct cli_opts *o)
+/* Parses the options shared by these verbs; a positional ID (named id_name in
+ * the error when it is missing) when id_name is not NULL. */
+static int parse_opts(int argc, char **argv, const char *id_name, const char *usage,
+                      struct cli_opts *o)
 {
     o->config = "payguard.yaml";
     for (int i = 0; i < argc; i++) {
@@ -92,15 +103,15 @@ static int parse_opts(int argc, char **argv, bool want_id, const char *usage, st
             i++;
         } else if (strcmp(a, "--all") == 0) {
             o->all = true;
-        } else if (want_id && !o->id && a[0] != '-') {
+        } else if (id_name && !o->id && a[0] != '-') {
             o->id = a;
         } else {
             pg_cli_usage_error(v || a[0] != '-' ? "unknown option" : "missing value after", a);
             return -1;
         }
     }
-    if (want_id && !o->id) {
-        pg_cli_usage_error("missing the approval id", NULL);
+    if (id_name && !o->id) {
+        pg_cli_usage_error("missing", id_name);
         return -1;
     }
     return 0;
@@ -166,7 +177,7 @@ int pg_cli_audit(int argc, char **argv)
     bool verify = strcmp(argv[0], "verify") == 0, export = strcmp(argv[0], "export") == 0;
     if (!verify && !export)
         return pg_cli_usage_error("unknown audit subcommand", argv[0]);
-    int rc = parse_opts(argc - 1, argv + 1, false, usage_audit, &o);
+    int rc = parse_opts(argc - 1, argv + 1, NULL, usage_audit, &o);
     if (rc)
         return rc > 0 ? 0 : 2;
     struct pg_config *cfg;
@@ -283,7 +294,7 @@ int pg_cli_ledger(int argc, char **argv)
     }
     if (strcmp(argv[0], "show") != 0)
         return pg_cli_usage_error("unknown ledger subcommand", argv[0]);
-    int rc = parse_opts(argc - 1, argv + 1, false, usage_ledger, &o);
+    int rc = parse_opts(argc - 1, argv + 1, NULL, usage_ledger, &o);
     if (rc)
         return rc > 0 ? 0 : 2;
     struct pg_config *cfg;
@@ -346,7 +357,7 @@ int pg_cli_approvals(int argc, char **argv)
          deny = strcmp(argv[0], "deny") == 0;
     if (!list && !approve && !deny)
         return pg_cli_usage_error("unknown approvals subcommand", argv[0]);
-    int rc = parse_opts(argc - 1, argv + 1, !list, usage_approvals, &o);
+    int rc = parse_opts(argc - 1, argv + 1, list ? NULL : "the approval id (apr_...)", usage_approvals, &o);
     if (rc)
         return rc > 0 ? 0 : 2;
     struct pg_config *cfg;
@@ -392,7 +403,7 @@ int pg_cli_agent(int argc, char **argv)
     bool revoke = strcmp(argv[0], "revoke") == 0, reinstate = strcmp(argv[0], "reinstate") == 0;
     if (!revoke && !reinstate)
         return pg_cli_usage_error("unknown agent subcommand", argv[0]);
-    int rc = parse_opts(argc - 1, argv + 1, true, usage_agent, &o);
+    int rc = parse_opts(argc - 1, argv + 1, "the agent id", usage_agent, &o);
     if (rc)
         return rc > 0 ? 0 : 2;
     struct pg_config *cfg;
@@ -420,6 +431,96 @@ int pg_cli_agent(int argc, char **argv)
             code = 1;
         }
     }
+    pg_ledger_close(l);
+    pg_config_free(cfg);
+    return code;
+}
+
+/* ep_ + hex of the first bytes of SHA-256 of the URL, as the notifier names
+ * an endpoint in the audit log. */
+static int endpoint_id(const char *url, uint8_t id[PG_ENDPOINT_ID_LEN], char *text, size_t cap)
+{
+    uint8_t h[PG_SHA256_LEN];
+    if (pg_sha256(url, strlen(url), h) != 0 || cap < 4)
+        return PG_ECRYPTO;
+    memcpy(id, h, PG_ENDPOINT_ID_LEN);
+    memcpy(text, "ep_", 3);
+    return pg_hex_encode(id, PG_ENDPOINT_ID_LEN, text + 3, cap - 3) < 0 ? PG_ECRYPTO : 0;
+}
+
+int pg_cli_webhooks(int argc, char **argv)
+{
+    struct cli_opts o = { 0 };
+    if (argc == 0 || pg_cli_is_help(argv[0])) {
+        fputs(usage_webhooks, argc ? stdout : stderr);
+        return argc ? 0 : 2;
+    }
+    bool list = strcmp(argv[0], "list") == 0, enable = strcmp(argv[0], "enable") == 0;
+    if (!list && !enable)
+        return pg_cli_usage_error("unknown webhooks subcommand", argv[0]);
+    int rc = parse_opts(argc - 1, argv + 1, enable ? "the endpoint id (ep_...)" : NULL, usage_webhooks, &o);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    struct pg_config *cfg;
+    struct pg_ledger *l;
+    if ((rc = open_ledger(&o, list, &cfg, &l)) != 0)
+        return rc;
+    int code = enable ? 1 : 0;
+    bool found = false;
+    for (size_t i = 0; i < cfg->nwebhooks; i++) {
+        const struct pg_webhook *w = &cfg->webhooks[i];
+        uint8_t id[PG_ENDPOINT_ID_LEN];
+        char text[4 + 2 * PG_ENDPOINT_ID_LEN];
+        int64_t at = 0;
+        if (endpoint_id(w->url, id, text, sizeof(text)) != 0) {
+            fprintf(stderr, "payguard: cannot name the endpoint %s\n", w->url);
+            code = 1;
+            break;
+        }
+        if (list) {
+            int dis = pg_ledger_endpoint_disabled(l, id, &at);
+            char when[32] = "";
+            if (dis == 1) {
+                time_t t = (time_t)at;
+                struct tm tm;
+                gmtime_r(&t, &tm);
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+            }
+            printf("%s  %s  %s%s  events", text, w->url,
+                   dis == 1 ? "disabled (410) since " : dis == 0 ? "active" : "unknown", when);
+            for (size_t k = 0; k < w->nevents; k++)
+                printf("%s%s", k ? "," : " ", w->events[k]);
+            printf("\n");
+            if (dis < 0)
+                code = 1;
+            continue;
+        }
+        if (strcmp(text, o.id) != 0)
+            continue;
+        found = true;
+        char actor[160];
+        cli_actor(&o, actor, sizeof(actor));
+        const char **orgs = calloc(cfg->norgs ? cfg->norgs : 1, sizeof(*orgs));
+        for (size_t k = 0; orgs && k < cfg->norgs; k++)
+            orgs[k] = cfg->orgs[k].name;
+        rc = orgs ? pg_ledger_endpoint_enable(l, id, orgs, cfg->norgs, actor, (int64_t)time(NULL))
+                  : PG_ENOMEM;
+        free(orgs);
+        if (rc == 0) {
+            printf("%s enabled: it receives events again\n", text);
+            code = 0;
+        } else if (rc == PG_ENOTFOUND) {
+            fprintf(stderr, "payguard: %s is not disabled\n", text);
+        } else {
+            fprintf(stderr, "payguard: could not record it: %s\n", pg_strerror(rc));
+        }
+        break;
+    }
+    if (list && cfg->nwebhooks == 0)
+        printf("no webhooks in %s\n", o.config);
+    if (enable && !found)
+        fprintf(stderr, "payguard: no webhook %s in %s (see payguard webhooks list)\n", o.id,
+                o.config);
     pg_ledger_close(l);
     pg_config_free(cfg);
     return code;

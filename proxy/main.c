@@ -31,6 +31,7 @@ static const char usage_main[] =
     "  audit verify|export       check or export the hash-chained audit log\n"
     "  ledger show [--agent ID]  spend per window, pending reservations, decisions\n"
     "  agent revoke|reinstate ID stop an agent at its next request, or let it back\n"
+    "  webhooks list|enable      webhook endpoints; let a disabled (410) one back\n"
     "  seal --path KEY [-c FILE] encrypt a secret (stdin) into a sealed:v1: value\n"
     "  user passwd|totp          hash a password, or make a TOTP seed (users[])\n"
     "  version                   print the version\n"
@@ -215,6 +216,8 @@ int main(int argc, char **argv)
             return pg_cli_agent(1, (char *[]){ (char *)"--help", NULL });
         else if (strcmp(topic, "user") == 0)
             return pg_cli_user(1, (char *[]){ (char *)"--help", NULL });
+        else if (strcmp(topic, "webhooks") == 0)
+            return pg_cli_webhooks(1, (char *[]){ (char *)"--help", NULL });
         else if (!*topic)
             fputs(usage_main, stdout);
         else
@@ -245,5 +248,7 @@ int main(int argc, char **argv)
         return pg_cli_agent(argc - 2, argv + 2);
     if (strcmp(cmd, "user") == 0)
         return pg_cli_user(argc - 2, argv + 2);
+    if (strcmp(cmd, "webhooks") == 0)
+        return pg_cli_webhooks(argc - 2, argv + 2);
     return usage_error("unknown command", cmd);
 }

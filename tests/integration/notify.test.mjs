@@ -16,7 +16,7 @@ import {
     makeTmp, makeTls, newToken, startMockrail, startPayguard, configObject, writeConfig,
     httpRail, testWithLogs, closedPort, waitFor, WAIT_MS,
 } from './lib/harness.mjs';
-import { pay, approvalsList, approvalsDecide } from './lib/ledger.mjs';
+import { pay, approvalsList, approvalsDecide, cli } from './lib/ledger.mjs';
 
 const LONG = WAIT_MS * 6; // a retry is due 4-6 s after a failed attempt
 
@@ -34,6 +34,7 @@ const tok = {};
 const secret = `whsec_${randomBytes(32).toString('base64')}`;
 const oldSecret = `whsec_${randomBytes(24).toString('base64')}`;
 const test = testWithLogs(() => pg);
+let goneAnswer = 410; // what /gone answers
 
 /* An HTTPS receiver that records every request; `answer(req)` picks the
  * status and headers. */
@@ -71,7 +72,7 @@ before(async () => {
     target = await startReceiver(0);
     receiver = await startReceiver(0, (req) => {
         if (req.url === '/redir') return { status: 307, headers: { location: `https://127.0.0.1:${target.port}/target` } };
-        if (req.url === '/gone') return { status: 410 };
+        if (req.url === '/gone') return { status: goneAnswer };
         return { status: 204 };
     });
     laterPort = await closedPort();
@@ -206,6 +207,26 @@ test('a policy denial → payment.denied; a 3xx is not followed; a 410 disables 
     await waitFor(() => ofType(receiver.on('/main'), 'payment.denied').length === 3, 'the third denial', LONG);
     assert.equal(receiver.on('/gone').length, 1, 'a disabled endpoint gets nothing');
     assert.equal(target.got.length, 0);
+
+    // A human lets it back from the CLI, while payguard runs; the next event reaches it.
+    const list = await cli(['webhooks', 'list', '-c', file]);
+    assert.equal(list.code, 0, list.text);
+    const line = list.stdout.split('\n').find((l) => l.includes('/gone'));
+    assert.match(line ?? '', /^ep_[0-9a-f]{16} .*disabled \(410\) since \d{4}-/, list.text);
+    const id = line.split(' ')[0];
+    assert.match(list.stdout.split('\n').find((l) => l.includes('/main')) ?? '', / active /, list.text);
+    goneAnswer = 204;
+    const en = await cli(['webhooks', 'enable', id, '-c', file, '--as', 'ana']);
+    assert.equal(en.code, 0, en.text);
+    const again = await cli(['webhooks', 'enable', id, '-c', file]);
+    assert.equal(again.code, 1, `enabling twice: exit 1\n${again.text}`);
+    assert.match(again.stderr, /is not disabled/);
+    const res4 = await pay(pg.port, tok.holder.token, 'amount=90000&currency=usd', key());
+    assert.equal(res4.status, 403);
+    const back = await waitFor(() => ofType(receiver.on('/gone'), 'payment.denied').find((g) => parsed(g).data.amount === 90000),
+                               'the event at /gone', LONG);
+    assert.equal(receiver.on('/gone').length, 2, 'only the new event: none of those written while disabled');
+    assert.equal(verified(back, { rotated: false }).data.amount, 90000);
 });
 
 test('budget.threshold fires once per threshold per window (0.5, 0.8, 1.0 of the daily limit)', async () => {

@@ -323,7 +323,7 @@ static void gone_disables_the_endpoint_for_good(void **state)
     struct fix *f = *state;
     pg_ledger_outbox_set(f->l, 1u << PG_EVENT_AGENT_REVOKED, NULL, 0);
     struct pg_outbox_endpoint e = endpoint(7, 1u << PG_EVENT_AGENT_REVOKED);
-    assert_int_equal(pg_ledger_endpoint_disabled(f->l, e.id), 0);
+    assert_int_equal(pg_ledger_endpoint_disabled(f->l, e.id, NULL), 0);
     assert_int_equal(pg_ledger_agent_revoke(f->l, "acme", "a1", true, "cli:ana", NULL, 1000), 0);
     assert_int_equal(pg_ledger_outbox_fanout(f->l, &e, 1, 0, NULL), 0);
     struct pg_delivery d[2];
@@ -332,20 +332,34 @@ static void gone_disables_the_endpoint_for_good(void **state)
     assert_int_equal(pg_ledger_delivery_done(f->l, &d[0], PG_DELIVERY_DISABLE, 0, "http_410", 1001),
                      0);
     free_all(d, n);
-    assert_int_equal(pg_ledger_endpoint_disabled(f->l, e.id), 1);
+    assert_int_equal(pg_ledger_endpoint_disabled(f->l, e.id, NULL), 1);
     /* Later events are not fanned out to it, even after a restart. */
     pg_ledger_close(f->l);
     struct pg_ledger_options o = { .dir = f->dir };
     char err[256];
     assert_int_equal(pg_ledger_open(&o, &f->l, err, sizeof(err)), 0);
     pg_ledger_outbox_set(f->l, 1u << PG_EVENT_AGENT_REVOKED, NULL, 0);
-    assert_int_equal(pg_ledger_endpoint_disabled(f->l, e.id), 1);
+    assert_int_equal(pg_ledger_endpoint_disabled(f->l, e.id, NULL), 1);
     assert_int_equal(pg_ledger_agent_revoke(f->l, "acme", "a2", true, "cli:ana", NULL, 1002), 0);
     size_t moved = 0;
     assert_int_equal(pg_ledger_outbox_fanout(f->l, &e, 1, 0, &moved), 0);
     assert_int_equal(moved, 1);
     assert_int_equal(due(f->l, INT64_MAX / 2, d, 2), 0);
     assert_string_equal(audit_of(f->l, "acme").last_outcome, "disabled");
+    int64_t at = 0;
+    assert_int_equal(pg_ledger_endpoint_disabled(f->l, e.id, &at), 1);
+    assert_int_equal(at, 1001);
+    /* A human lets it back: audited, and the next event reaches it. */
+    const char *orgs[] = { "acme" };
+    assert_int_equal(pg_ledger_endpoint_enable(f->l, e.id, orgs, 1, "cli:ana", 1003), 0);
+    assert_int_equal(pg_ledger_endpoint_enable(f->l, e.id, orgs, 1, "cli:ana", 1003), PG_ENOTFOUND);
+    assert_int_equal(pg_ledger_endpoint_disabled(f->l, e.id, NULL), 0);
+    assert_int_equal(pg_ledger_agent_revoke(f->l, "acme", "a3", true, "cli:ana", NULL, 1004), 0);
+    assert_int_equal(pg_ledger_outbox_fanout(f->l, &e, 1, 0, &moved), 0);
+    n = due(f->l, INT64_MAX / 2, d, 2);
+    assert_int_equal(n, 1);
+    assert_non_null(strstr(d[0].payload, "a3"));
+    free_all(d, n);
 }
 
 /* A process that never set the event list (the CLI) reads the one the
