@@ -194,7 +194,7 @@ static void hist(struct out *o, const char *name, const char *help, const struct
              (unsigned long long)(bounds_us[i] / 1000000), (unsigned long long)(bounds_us[i] % 1000000),
              (unsigned long long)cum);
     }
-    emit(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)(cum + h->inf));
+    emit(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum + h->inf);
     emit(o, "%s_sum %llu.%06llu\n", name, (unsigned long long)h->sum_us / 1000000,
          (unsigned long long)h->sum_us % 1000000);
     emit(o, "%s_count %llu\n", name, (unsigned long long)h->count);
