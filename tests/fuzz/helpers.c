@@ -118,5 +118,7 @@ bool fuzz_within(struct pg_slice s, const void *base, size_t len)
     const char *b = base;
     if (!s.len)
         return true;
+    if (!b)
+        return false;
     return s.ptr >= b && s.ptr <= b + len && s.len <= (size_t)(b + len - s.ptr);
 }
