@@ -30,6 +30,9 @@ void pg_msg_free(struct pg_msg *m)
 
 struct pg_slice pg_msg_target(const struct pg_msg *m)
 {
+    /* "CONNECT \r\n\r\n" ends its head with nothing stored yet. */
+    if (!m->head.p)
+        return PG_SLICE_NULL;
     return pg_slice_of(m->head.p + m->target_off, m->target_len);
 }
 

@@ -65,6 +65,22 @@ static void empty_header_name_is_refused(void **state)
         expect_refused(small[i], strlen(small[i]), 400);
 }
 
+/* fuzz_http: a CONNECT with an empty target and no header reached the
+ * target check with nothing stored yet, and pg_msg_target added an offset
+ * to a NULL buffer (undefined behaviour; the ASan+UBSan build aborts). */
+static void connect_without_a_target_is_refused(void **state)
+{
+    (void)state;
+    static const char found[] = "CONNECT \r\n\r\nstripe.\xcbom:443 Hpgt.com:443\r\n\r\n";
+    expect_refused(found, sizeof found - 1, 400);
+    expect_refused("CONNECT \r\n\r\n", 12, 400);
+
+    struct pg_msg m;
+    memset(&m, 0, sizeof m);
+    struct pg_slice t = pg_msg_target(&m);
+    assert_int_equal(t.len, 0);
+}
+
 /* Checks that `out` holds a whole answer whose JSON body carries `want` as
  * its message. */
 static void expect_answer(const struct pg_buf *out, enum pg_rail_preset preset, const char *want)
@@ -162,6 +178,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(empty_header_name_is_refused),
+        cmocka_unit_test(connect_without_a_target_is_refused),
         cmocka_unit_test(verdict_quoting_the_target_is_written),
         cmocka_unit_test(error_messages_that_are_not_utf8),
     };
