@@ -4,7 +4,8 @@
 // child is gone when the test file ends (even when it fails).
 //
 // Binaries come from PAYGUARD_BIN / MOCKRAIL_BIN (tools/test.sh sets them),
-// defaulting to build/release/. PAYGUARD_MODE=asan stretches the waits.
+// defaulting to build/release/. PAYGUARD_MODE=asan|tsan|valgrind stretches
+// the waits.
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -25,11 +26,13 @@ export const PAYGUARD_BIN = path.resolve(process.env.PAYGUARD_BIN ?? path.join(r
 export const MOCKRAIL_BIN = path.resolve(process.env.MOCKRAIL_BIN ?? path.join(repo, 'build', MODE, 'mockrail'));
 export { WAIT_MS };
 
-// Under ASan a leak makes the process exit 86 (tools/test.sh sets the same).
+// Under ASan a leak makes the process exit 86, under TSan a race exits 66 at
+// once (tools/test.sh sets the same, and also collects every TSan report).
 const childEnv = {
     ...process.env,
     ASAN_OPTIONS: process.env.ASAN_OPTIONS ?? 'detect_leaks=1:abort_on_error=0:exitcode=86',
     UBSAN_OPTIONS: process.env.UBSAN_OPTIONS ?? 'halt_on_error=1:print_stacktrace=1',
+    TSAN_OPTIONS: process.env.TSAN_OPTIONS ?? 'halt_on_error=1:exitcode=66',
 };
 
 // Every child we start, so a crashed test file still leaves nothing behind.

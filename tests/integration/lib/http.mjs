@@ -6,7 +6,8 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 
-export const WAIT_MS = process.env.PAYGUARD_MODE === 'asan' ? 20000 : 10000;
+// Sanitizers slow payguard down a few times, valgrind tens of times.
+export const WAIT_MS = { asan: 20000, tsan: 20000, valgrind: 90000 }[process.env.PAYGUARD_MODE] ?? 10000;
 
 /* Sends one request with node:http (or node:https when `tls` is given).
  * Resolves {status, headers, body, json, socket}; rejects on a socket error
