@@ -467,7 +467,7 @@ int ledger_do_begin(struct ltx *t, struct pg_ledger_req *req)
             switch ((enum idem_state)r.state) {
             case IDEM_DONE: return replay(&b, &r);
             case IDEM_IN_FLIGHT:
-                if (r.epoch == t->l->epoch) {
+                if (r.epoch == t->l->epoch && !ledger_unsettled_claim(t->l, b.key, b.kn)) {
                     req->result = PG_BEGIN_IN_FLIGHT;
                     req->reservation = r.reservation;
                     return 0;

@@ -508,6 +508,7 @@ void pg_ledger_close(struct pg_ledger *l)
         free(i);
     }
     ledger_indexes_free(l);
+    ledger_unsettled_free(l);
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->intern_mu);

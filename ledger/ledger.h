@@ -118,7 +118,8 @@ enum pg_ledger_kind {
  *  1. Idempotency (when idem_key is not ""): a stored request with another
  *     fingerprint is MISMATCH; a DONE one is REPLAY (replay filled); an
  *     IN_FLIGHT one is IN_FLIGHT when this process started it, else it is
- *     unresolved (payguard stopped, or SETTLE said KEEP without an answer):
+ *     unresolved (payguard stopped, SETTLE said KEEP without an answer, or
+ *     this process's SETTLE of it failed to commit):
  *     PROCEED with the SAME reservation (nothing reserved or counted again,
  *     decision reason "unresolved_retry") so the rail deduplicates the resend.
  *     A HELD one (approval asked) looks at its approval: pending -> DECIDED

@@ -126,6 +126,7 @@ struct pg_ledger {
     int64_t last_prune;              /* writer only: request time of the last prune */
     bool prune_more;                 /* writer only: the last prune ran out of budget */
     struct outbox_settings outbox;   /* which webhook events to write (outbox.c) */
+    struct unsettled *unsettled;     /* writer only: keys whose SETTLE was lost (unsettled.c) */
 };
 
 /* Ids handed out in order and never reused, kept in meta. */
@@ -191,6 +192,16 @@ PG_WUR int ltx_next_id(struct ltx *t, enum counter c, uint64_t *id);
 /* writer.c: stops and joins the writer, runs the last callbacks, closes
  * the async handle. No-op when it never started. */
 void ledger_writer_stop(struct pg_ledger *l);
+
+/* unsettled.c, writer thread only: keys whose SETTLE did not apply, so
+ * their record says IN_FLIGHT under this epoch with nothing in flight.
+ * claim: true once for such a key (BEGIN then resends it as unresolved);
+ * batch_done: forgets claimed keys when the batch committed, else unclaims
+ * them (also called before each attempt at a batch); add: copies the key. */
+bool ledger_unsettled_claim(struct pg_ledger *l, const uint8_t *key, size_t kn);
+void ledger_unsettled_add(struct pg_ledger *l, const uint8_t *key, size_t kn);
+void ledger_unsettled_batch_done(struct pg_ledger *l, bool committed);
+void ledger_unsettled_free(struct pg_ledger *l);
 
 /* A copy of s that lives until pg_ledger_close; "" when it cannot allocate. */
 const char *ledger_intern(struct pg_ledger *l, const char *s);

@@ -110,6 +110,7 @@ static void reset_outputs(struct pg_ledger_req *r)
 static int batch_fn(struct ltx *t, void *arg)
 {
     struct batch *b = arg;
+    ledger_unsettled_batch_done(t->l, false); /* an earlier attempt claimed nothing */
     for (struct pg_ledger_req *r = b->head; r; r = r->next) {
         reset_outputs(r);
         int rc = 0;
@@ -132,12 +133,22 @@ static int64_t run_batch(struct pg_ledger *l, struct pg_ledger_req *head, size_t
     int mdb_rc = 0;
     int rc = ledger_write(l, batch_fn, &b, &mdb_rc);
     int64_t now = 0;
+    ledger_unsettled_batch_done(l, rc == 0);
     for (struct pg_ledger_req *r = head; r; r = r->next) {
         if (r->now > now)
             now = r->now;
         if (rc != 0) {
             reset_outputs(r);
             r->status = PG_ESTORE;
+        }
+        /* A SETTLE that did not apply leaves its key IN_FLIGHT under our
+         * epoch: let its retry be resent rather than refused until restart. */
+        if (r->kind == PG_LEDGER_SETTLE && r->status != 0 && r->idem_key[0]) {
+            uint8_t key[LEDGER_KEY_MAX];
+            size_t kn = key_pair(key, sizeof(key), r->agent, FIELD_LEN(r->agent), r->idem_key,
+                                 FIELD_LEN(r->idem_key));
+            if (kn)
+                ledger_unsettled_add(l, key, kn);
         }
     }
     /* A map full at its maximum fails this batch, but a smaller one may

@@ -1743,6 +1743,40 @@ static void test_map_growth_then_full(void **state)
     assert_int_equal(audit_len("acme"), n + 2);
 }
 
+/* A SETTLE whose commit fails (disk or map full) leaves the key IN_FLIGHT
+ * under this process's epoch; the next retry must be resent as unresolved,
+ * not refused with 409 until a restart. */
+static void test_failed_settle_leaves_key_unresolved(void **state)
+{
+    (void)state;
+    static char huge[2 * 1024 * 1024]; /* bigger than the map can ever be */
+    memset(huge, 'x', sizeof(huge));
+    uint64_t id = expect_begin(pay("open", "sf", USD(10), MONDAY), PG_BEGIN_PROCEED, NULL);
+    struct pg_ledger_req *s = mks("open", "sf", id, PG_SETTLE_POST, USD(10), MONDAY);
+    with_response(s, 200, "HTTP/1.1 200 OK\r\n\r\n", huge, sizeof(huge));
+    run1(s);
+    assert_int_equal(s->status, PG_ESTORE);
+    done(s);
+    /* Two retries in one batch: the first is resent, the second waits. */
+    struct pg_ledger_req *rs[2] = { pay("open", "sf", USD(10), MONDAY + 1),
+                                    pay("open", "sf", USD(10), MONDAY + 1) };
+    run(rs, 2);
+    assert_int_equal(rs[0]->status, 0);
+    assert_int_equal(rs[0]->result, PG_BEGIN_PROCEED);
+    assert_int_equal(rs[0]->reservation, id);
+    assert_string_equal(rs[0]->decision.reason, "unresolved_retry");
+    assert_int_equal(rs[1]->result, PG_BEGIN_IN_FLIGHT);
+    done(rs[0]);
+    done(rs[1]);
+    expect_begin(pay("open", "sf", USD(10), MONDAY + 2), PG_BEGIN_IN_FLIGHT, NULL);
+    expect_day("open", MONDAY, 0, USD(10)); /* reserved once */
+    s = mks("open", "sf", id, PG_SETTLE_POST, USD(10), MONDAY + 3);
+    with_response(s, 200, "HTTP/1.1 200 OK\r\n\r\n", "{}", 2);
+    expect_settle(s);
+    expect_begin(pay("open", "sf", USD(10), MONDAY + 4), PG_BEGIN_REPLAY, NULL);
+    expect_day("open", MONDAY, USD(10), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1790,6 +1824,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pruning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_budget_and_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_growth_then_full, setup_tiny, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_settle_leaves_key_unresolved, setup_tiny,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("ledger", tests, group_setup, group_teardown);
 }
