@@ -122,8 +122,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *colon = strchr(path, ':');
     FUZZ_CHECK(colon, "no file in \"%s\"", errs.msgs[0]);
     *colon = '\0';
-    for (size_t i = 0; i < errs.count; i++)
+    for (size_t i = 0; i < errs.count; i++) {
+        /* Past the cap (config/report.c) one last line says so, without a
+         * position. */
+        if (i == errs.count - 1 && i > 0 && strstr(errs.msgs[i], ": too many problems ("))
+            break;
         check_problem(path, errs.msgs[i]);
+    }
     pg_config_errors_free(&errs);
     return 0;
 }
