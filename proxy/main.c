@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include <openssl/crypto.h>
+#include <uv.h>
 
 #ifndef PG_VERSION
 #define PG_VERSION "0.1.0"
@@ -101,7 +102,12 @@ static int cmd_run(int argc, char **argv)
     int rc = parse_config_flag(argc, argv, usage_run, &path, NULL, NULL);
     if (rc)
         return rc > 0 ? 0 : 2;
-    return pg_proxy_run(path);
+    rc = pg_proxy_run(path);
+    /* Join libuv's pool threads while OpenSSL is still up: at exit its own
+     * cleanup runs first, and what admin jobs and reloads left in those
+     * threads' OpenSSL state (error queue, random generator) was lost. */
+    uv_library_shutdown();
+    return rc;
 }
 
 static int cmd_check(int argc, char **argv)
