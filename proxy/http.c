@@ -38,6 +38,10 @@ struct pg_slice pg_msg_target(const struct pg_msg *m)
 
 struct pg_slice pg_msg_name(const struct pg_msg *m, uint32_t i)
 {
+    /* A stored header means a head, but pg_msg_target's check above makes
+     * the analyzer think otherwise: say it here too. */
+    if (!m->head.p)
+        return PG_SLICE_NULL;
     return pg_slice_of(m->head.p + m->hdrs[i].name_off, m->hdrs[i].name_len);
 }
 
