@@ -96,6 +96,7 @@ struct conn {
     bool close_after_write;
     bool read_stopped;
     bool auth_pending;             /* bcrypt or admin work holds a pointer to us */
+    struct conn *auth_next;        /* next connection waiting on the same token check */
     bool ledger_pending;           /* a ledger request holds a pointer to us */
     bool url_pending;              /* a URL check holds a pointer to us */
     bool timer_closed;
@@ -177,6 +178,7 @@ struct server {
     struct link conns;
     uint32_t nconns;               /* agent connections open */
     uint32_t auth_inflight;        /* bcrypt checks queued in the thread pool */
+    struct auth_work *auth_works;  /* those checks, for requests with the same token to share */
     struct pg_ledger *ledger;
     struct pg_notify *notify;      /* webhook deliveries (notify/); pg_notify_stats for /metrics */
     SSL_CTX *agents_tls;           /* listen.tls, built at start-up */

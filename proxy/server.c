@@ -718,7 +718,9 @@ static void authorized(struct conn *c, const struct pg_agent *agent)
 
 struct auth_work {
     uv_work_t req;
+    struct auth_work *next;          /* in srv->auth_works */
     struct conn *conn;
+    struct conn *waiters;            /* same token, same generation: answered with conn */
     struct runtime *rt;
     uint8_t digest[PG_SHA256_LEN];
     char token[256];
@@ -738,32 +740,54 @@ static void auth_fail(struct conn *c, const char *message)
     conn_send_error(c, 401, "authentication_error", "payguard_invalid_token", message, 0);
 }
 
-static void auth_after_cb(uv_work_t *req, int status)
+/* Ends one connection's wait for a token check. `found` is NULL when the
+ * token is not valid. */
+static void auth_done(struct conn *c, const struct pg_agent *found)
 {
-    struct auth_work *w = CONTAINER_OF(req, struct auth_work, req);
-    struct conn *c = w->conn;
-    OPENSSL_cleanse(w->token, sizeof(w->token));
     c->auth_pending = false;
-    c->srv->auth_inflight--;
-    runtime_release(w->rt); /* c->rt (when c is open) still holds w->found's config */
     if (c->state != CONN_AUTH) {
         /* The connection was closed under us (shutdown); nothing to answer. */
-        free(w);
         conn_free_if_closed(c);
         return;
     }
     c->state = CONN_READING;
-    if (status != 0 || !w->found) {
-        free(w);
+    if (!found) {
         auth_fail(c, "The payguard token is not valid. Use the token issued for this agent.");
         return;
     }
-    if (c->rt == w->rt && pg_token_cache_put(c->srv->tokens, w->digest, w->found) != 0) {
+    authorized(c, found);
+}
+
+static void auth_after_cb(uv_work_t *req, int status)
+{
+    struct auth_work *w = CONTAINER_OF(req, struct auth_work, req);
+    struct server *srv = w->conn->srv;
+    OPENSSL_cleanse(w->token, sizeof(w->token));
+    for (struct auth_work **p = &srv->auth_works; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    srv->auth_inflight--;
+    /* Open connections still hold w->rt, so w->found's config lives on. */
+    const struct pg_agent *found = status == 0 ? w->found : NULL;
+    bool held = w->conn->rt == w->rt;
+    for (struct conn *x = w->waiters; x && !held; x = x->auth_next)
+        held = x->rt == w->rt;
+    if (found && held && pg_token_cache_put(srv->tokens, w->digest, found) != 0) {
         /* A full cache only costs another bcrypt next time. */
     }
-    const struct pg_agent *agent = w->found;
+    struct conn *c = w->conn, *waiters = w->waiters;
+    runtime_release(w->rt);
     free(w);
-    authorized(c, agent);
+    auth_done(c, found);
+    while (waiters) {
+        struct conn *next = waiters->auth_next;
+        waiters->auth_next = NULL;
+        auth_done(waiters, found);
+        waiters = next;
+    }
 }
 
 static void authenticate(struct conn *c)
@@ -814,6 +838,18 @@ static void authenticate(struct conn *c)
         authorized(c, a);
         return;
     }
+    /* The same token is being checked already (many connections arriving
+     * at once): wait for that answer rather than run bcrypt again, which
+     * would flood the thread pool the rail's name resolution shares. */
+    for (struct auth_work *w = srv->auth_works; w; w = w->next) {
+        if (w->rt == c->rt && CRYPTO_memcmp(w->digest, digest, sizeof(digest)) == 0) {
+            c->state = CONN_AUTH;
+            c->auth_pending = true;
+            c->auth_next = w->waiters;
+            w->waiters = c;
+            return;
+        }
+    }
     struct auth_work *w = calloc(1, sizeof(*w));
     if (!w || tok.len >= sizeof(w->token)) {
         free(w);
@@ -837,7 +873,10 @@ static void authenticate(struct conn *c)
         free(w);
         conn_send_error(c, 503, "api_error", "payguard_unavailable",
                         "payguard could not check the token; retry shortly.", 0);
+        return;
     }
+    w->next = srv->auth_works;
+    srv->auth_works = w;
 }
 
 static void handle_request(struct conn *c)
