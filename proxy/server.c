@@ -13,6 +13,7 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <openssl/crypto.h>
@@ -21,6 +22,9 @@
 #include <openssl/x509.h>
 
 #define READ_BUF_SIZE 65536
+/* Descriptors besides connections: listeners, ledger, log, idle rail pools,
+ * webhook deliveries, admin connections. */
+#define NOFILE_RESERVE 256
 
 /* All reads land here and are consumed before the read callback returns;
  * leftovers of pipelined requests are copied into the connection. */
@@ -36,6 +40,33 @@ uint64_t now_ms_wall(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Every agent connection takes a descriptor, and so does its rail connection
+ * while its request is at the rail. Raises the soft open-file limit that far
+ * (up to the hard limit) so max_connections can be reached; past the limit
+ * connections would be dropped without the 503 and rail calls would fail.
+ * Says so when the hard limit is too low. */
+static void fit_nofile(const struct pg_limits *lim, FILE *log)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)lim->max_connections * 2 + NOFILE_RESERVE;
+    if (rl.rlim_cur >= want)
+        return;
+    struct rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+    if (raised.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0)
+        rl = raised;
+    if (rl.rlim_cur >= want)
+        return;
+    char have[32], need[32];
+    snprintf(have, sizeof(have), "%llu", (unsigned long long)rl.rlim_cur);
+    snprintf(need, sizeof(need), "%llu", (unsigned long long)want);
+    log_event(log, "warn",
+              "the open-file limit is below what limits.max_connections needs: connections past it are dropped without an answer; raise ulimit -n (hard) or lower max_connections",
+              "limit", have, "needed", need);
 }
 
 /* --- runtime (one per config generation) ------------------------------- */
@@ -1254,6 +1285,7 @@ static void reload_after_cb(uv_work_t *req, int status)
         srv->rt = w->rt;
         old->retired = true;
         pg_auth_limiter_set_limit(srv->limiter, w->cfg->limits.auth_failures);
+        fit_nofile(&w->cfg->limits, srv->log);
         pg_notify_update(srv->notify, w->cfg);
         runtime_release(old);
         log_event(srv->log, "info", "config reloaded", "path", srv->config_path, NULL, NULL);
@@ -1373,6 +1405,7 @@ int pg_proxy_run(const char *config_path)
     }
     srv.tokens = pg_token_cache_new(4096);
     srv.limiter = pg_auth_limiter_new(cfg->limits.auth_failures);
+    fit_nofile(&cfg->limits, srv.log);
     if (!srv.tokens || !srv.limiter)
         goto fail_runtime;
     if (cfg->url_guard.nallow)
