@@ -14,6 +14,12 @@ TIDY_FLAGS  := -std=c11 -D_GNU_SOURCE -I. -I$(LLHTTP_INC) -pthread
 # clang-tidy's own chatter, not findings.
 TIDY_NOISE  := ^[0-9]+ (warning|error)s?( and [0-9]+ (warning|error)s?)? generated\.$$|^$$
 
+# $(call need,COMMAND,PACKAGE): installs PACKAGE as root when COMMAND is
+# missing, else says how.
+need = command -v $(1) >/dev/null || { [ "$$(id -u)" = 0 ] && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; } || \
+    { echo "$(1) is missing: apt-get install $(2)"; exit 2; }
+
 .PHONY: checks static clang tidy tsan valgrind
 
 checks: static tsan
@@ -22,7 +28,7 @@ static: lint clang tidy
 
 # Its own build dir: clang objects never mix with gcc's build/release.
 clang: check-deps
-	@command -v clang >/dev/null || { echo "clang is missing: apt-get install clang"; exit 2; }
+	@$(call need,clang,clang)
 	@echo "== clang -Werror build ($(CLANG_BUILD))"
 	@mkdir -p build
 	@$(MAKE) --no-print-directory -j$(CHECK_JOBS) CC=clang BUILD=$(CLANG_BUILD) MODE=release \
@@ -33,7 +39,7 @@ clang: check-deps
 # One file per clang-tidy run: one run over several files carries the
 # analyzer's state across them and reports things that are not there.
 tidy:
-	@command -v clang-tidy >/dev/null || { echo "clang-tidy is missing: apt-get install clang-tidy"; exit 2; }
+	@$(call need,clang-tidy,clang-tidy)
 	@echo "== clang-tidy ($(words $(TIDY_SRCS)) files)"
 	@printf '%s\n' $(TIDY_SRCS) | xargs -P$(CHECK_JOBS) -I{} bash -c \
 	    'out=$$(clang-tidy --quiet "$$0" -- $(TIDY_FLAGS) 2>&1); rc=$$?; \
@@ -45,5 +51,5 @@ tsan:
 	@MODES=tsan tools/test.sh
 
 valgrind:
-	@command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind"; exit 2; }
+	@$(call need,valgrind,valgrind)
 	@MODES=valgrind tools/test.sh
