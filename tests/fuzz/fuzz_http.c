@@ -56,9 +56,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* Instants that matter to windows and hours: a Monday noon in Paris, a
- * Sunday night, both DST changes of 2026 in Paris and New York, a leap day,
- * the epoch, past 2038. */
+/* Instants that matter to windows and hours: a Monday noon in Paris, the
+ * midnight that starts a Sunday there, the 2026 DST changes in Paris (either
+ * side of each) and New York, a leap day, the epoch, 2041, a Monday evening
+ * (its last second, 21:59:59 in Paris). */
 static const int64_t instants[] = {
     1795431600, 1795906800, 1774744200, 1774746000, 1792889999, 1792890000,
     1772953200, 1793512800, 1835395200, 0,          2240611200, 1795467599,
