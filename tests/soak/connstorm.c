@@ -151,7 +151,7 @@ static bool answer_complete(struct conn *c)
     size_t head = (size_t)(end - c->in) + 4;
     if (c->in_len < 12 || memcmp(c->in, "HTTP/1.", 7) != 0)
         return true; /* not HTTP: status stays 0 */
-    c->status = atoi(c->in + 9);
+    c->status = (int)strtol(c->in + 9, NULL, 10);
     size_t clen = 0;
     bool chunked = false;
     for (char *p = c->in; p < end;) {
@@ -654,7 +654,10 @@ int main(int argc, char **argv)
     }
     memcpy(host, G.target_text, hl);
     host[hl] = '\0';
-    if (uv_ip4_addr(host, atoi(colon + 1), &G.target) != 0) {
+    char *pend = NULL;
+    long port = strtol(colon + 1, &pend, 10);
+    if (!pend || *pend || port <= 0 || port > 65535 ||
+        uv_ip4_addr(host, (int)port, &G.target) != 0) {
         fprintf(stderr, "connstorm: bad address %s\n", G.target_text);
         return 2;
     }
