@@ -337,7 +337,7 @@ async function schedRailDrops() {
 }
 
 const hup = setInterval(async () => {
-    if (!pg || pg.exited() || quiescing) return;
+    if (!runStart || !pg || pg.exited() || quiescing) return;
     idleToggle = !idleToggle;
     await writeSoakConfig();
     if (!pg || pg.exited()) return;
@@ -439,7 +439,6 @@ for (let n = 0; n < LIFETIMES; n++) {
         await limitChecks(mix, `lifetime ${n}`);
     }
     scanLines(pg);
-    reloadsLogged += pg.events.filter((e) => e.msg === 'config reloaded').length;
     await until(lend);
     life.requests = Object.values(mix.requests).reduce((s, k) => s + Object.values(k).reduce((a, b) => a + b, 0), 0) - reqAtStart;
     const fmtMem = (m) => (m ? `${(m.mem.rss / 1024).toFixed(1)}/${(m.mem.anon / 1024).toFixed(1)} MiB` : 'n/a');
@@ -447,6 +446,7 @@ for (let n = 0; n < LIFETIMES; n++) {
         + `fds at A ${life.A?.fds.total ?? 'n/a'}, at B ${life.B?.fds.total ?? 'n/a'}, peak RSS ${(life.peakRss / 1024).toFixed(1)} MiB`);
     if (last) break;
     // Under load: a kill lands wherever requests happen to be.
+    reloadsLogged += pg.events.filter((e) => e.msg === 'config reloaded').length;
     pg.deliberate = true;
     pg.kill();
     const e = await pg.waitExit();

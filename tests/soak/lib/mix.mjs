@@ -131,7 +131,7 @@ export class Mix {
         this.paused = false;
         this.timer = setInterval(() => {
             if (this.paused || this.stopped) return;
-            if (this.inflight >= 200) {
+            if (this.inflight >= 400) {
                 this.count('scheduler', 'skipped_backpressure');
                 return;
             }
