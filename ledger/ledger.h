@@ -606,6 +606,10 @@ PG_WUR int pg_ledger_outbox_save(struct pg_ledger *l);
 
 #define PG_ENDPOINT_ID_LEN 8       /* first bytes of SHA-256 of the endpoint's URL */
 
+/* An endpoint's id from its URL, as the notifier files deliveries and the
+ * CLI names endpoints. 0 or PG_ECRYPTO. */
+PG_WUR int pg_ledger_endpoint_id(const char *url, uint8_t id[PG_ENDPOINT_ID_LEN]);
+
 /* A webhook endpoint as the fan-out sees it. */
 struct pg_outbox_endpoint {
     uint8_t id[PG_ENDPOINT_ID_LEN];

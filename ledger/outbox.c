@@ -944,3 +944,12 @@ int pg_ledger_outbox_expire_sweep(struct pg_ledger *l, int64_t now, size_t *n)
         *n = a.n;
     return rc;
 }
+
+int pg_ledger_endpoint_id(const char *url, uint8_t id[PG_ENDPOINT_ID_LEN])
+{
+    uint8_t h[PG_SHA256_LEN];
+    if (pg_sha256(url, strlen(url), h) != 0)
+        return PG_ECRYPTO;
+    memcpy(id, h, PG_ENDPOINT_ID_LEN);
+    return 0;
+}

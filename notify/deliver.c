@@ -163,10 +163,8 @@ static int endpoint_init(struct endpoint *e, const struct pg_webhook *w,
             return kl;
     }
     e->max_age_s = w->max_age_s ? w->max_age_s : PG_NOTIFY_MAX_AGE_S;
-    uint8_t h[PG_SHA256_LEN];
-    if (pg_sha256(w->url, strlen(w->url), h) != 0)
+    if (pg_ledger_endpoint_id(w->url, e->ob.id) != 0)
         return PG_ECRYPTO;
-    memcpy(e->ob.id, h, PG_ENDPOINT_ID_LEN);
     for (size_t i = 0; i < w->nevents; i++) {
         int ev = pg_event_from_name(w->events[i]);
         if (ev >= 0)

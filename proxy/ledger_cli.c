@@ -436,14 +436,12 @@ int pg_cli_agent(int argc, char **argv)
     return code;
 }
 
-/* ep_ + hex of the first bytes of SHA-256 of the URL, as the notifier names
- * an endpoint in the audit log. */
+/* The endpoint's id, and ep_ + its hex as the notifier names it in the
+ * audit log. */
 static int endpoint_id(const char *url, uint8_t id[PG_ENDPOINT_ID_LEN], char *text, size_t cap)
 {
-    uint8_t h[PG_SHA256_LEN];
-    if (pg_sha256(url, strlen(url), h) != 0 || cap < 4)
+    if (pg_ledger_endpoint_id(url, id) != 0 || cap < 4)
         return PG_ECRYPTO;
-    memcpy(id, h, PG_ENDPOINT_ID_LEN);
     memcpy(text, "ep_", 3);
     return pg_hex_encode(id, PG_ENDPOINT_ID_LEN, text + 3, cap - 3) < 0 ? PG_ECRYPTO : 0;
 }
