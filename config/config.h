@@ -190,6 +190,8 @@ struct pg_ledger_settings {
     uint32_t idempotency_ttl_s;    /* keys replay at least this long (default 24 h) */
     uint32_t approval_ttl_s;       /* a held payment waits this long for a human (24 h) */
     uint32_t max_size_mib;         /* the LMDB map grows up to this, then 503 (4096) */
+    bool settle_before_answer;     /* the agent waits until the rail's answer is
+                                      durable too (false: only the decision is) */
 };
 
 struct pg_config {

@@ -1630,7 +1630,8 @@ static void load_webhooks(struct cfg_loader *ld, const yaml_node_t *n)
 
 /* ---- ledger ------------------------------------------------------------ */
 
-#define LEDGER_KEYS(X) X(LG_, idempotency_ttl) X(LG_, approval_ttl) X(LG_, max_size_mib)
+#define LEDGER_KEYS(X)                                                                             \
+    X(LG_, idempotency_ttl) X(LG_, approval_ttl) X(LG_, max_size_mib) X(LG_, settle_before_answer)
 enum { LEDGER_KEYS(KEY_ENUM) LG_COUNT };
 static const char *const ledger_keys[] = {LEDGER_KEYS(KEY_NAME)};
 
@@ -1668,6 +1669,9 @@ static void load_ledger(struct cfg_loader *ld, const yaml_node_t *n)
     if (v[LG_max_size_mib])
         (void)cfg_u32(ld, v[LG_max_size_mib], "ledger.max_size_mib", 64, 1048576,
                       &l->max_size_mib);
+    if (v[LG_settle_before_answer])
+        (void)cfg_bool(ld, v[LG_settle_before_answer], "ledger.settle_before_answer",
+                       &l->settle_before_answer);
 }
 
 /* ---- the root ---------------------------------------------------------- */

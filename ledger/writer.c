@@ -21,6 +21,10 @@ static void deliver(struct pg_ledger *l)
     pthread_mutex_lock(&l->mu);
     struct pg_ledger_req *r = l->done_head;
     l->done_head = l->done_tail = NULL;
+    uint64_t n = 0;
+    for (struct pg_ledger_req *i = r; i; i = i->next)
+        n++;
+    l->stats.unanswered -= n;
     pthread_mutex_unlock(&l->mu);
     while (r) {
         struct pg_ledger_req *next = r->next;
@@ -69,6 +73,7 @@ int pg_ledger_submit_many(struct pg_ledger *l, struct pg_ledger_req **reqs, size
         l->q_tail = r;
     }
     l->q_len += n;
+    l->stats.unanswered += n;
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
     return 0;

@@ -244,6 +244,9 @@ int metrics_render(struct server *srv, const struct metrics_ledger *lv, struct p
         emit(&o, "# HELP payguard_ledger_batch_max Largest batch committed.\n"
                  "# TYPE payguard_ledger_batch_max gauge\npayguard_ledger_batch_max %llu\n",
              (unsigned long long)st->max_batch);
+        emit(&o, "# HELP payguard_ledger_unanswered Ledger requests queued or being committed, settlements of answers already given included (0: everything answered is durable).\n"
+                 "# TYPE payguard_ledger_unanswered gauge\npayguard_ledger_unanswered %llu\n",
+             (unsigned long long)st->unanswered);
         emit(&o, "# HELP payguard_ledger_failed_batches_total Batches that could not be recorded.\n"
                  "# TYPE payguard_ledger_failed_batches_total counter\npayguard_ledger_failed_batches_total %llu\n",
              (unsigned long long)st->failed_batches);

@@ -1,7 +1,12 @@
 /* Money requests around the rail call: the Idempotency-Key contract, the
  * ledger's BEGIN (idempotency, fresh-spend limits, reservation, approval,
- * audit) before anything is forwarded, and SETTLE from the rail's answer
- * before the agent sees it, so a replay is always the stored answer. */
+ * audit), durable before anything is forwarded, and SETTLE from the rail's
+ * answer. The agent gets the answer as soon as its SETTLE is queued (or, with
+ * ledger.settle_before_answer, once it is durable): the writer takes requests
+ * in order, so a retry of the key, queued after, replays the stored answer.
+ * A crash before that SETTLE commits leaves the reservation pending and the
+ * key unresolved; its next retry is re-sent under the same rail key, and the
+ * rail replays its own answer. */
 #include "common/pg.h"
 #include "proxy/proxy_int.h"
 
@@ -11,7 +16,14 @@
 /* Rail answers larger than this cannot be stored for replay: refused. */
 #define MAX_STORED_BODY (8u << 20)
 
-enum money_step { STEP_BEGIN, STEP_SETTLE_ANSWER, STEP_SETTLE_FAIL, STEP_ORPHAN, STEP_RECORD };
+enum money_step {
+    STEP_BEGIN,
+    STEP_SETTLE_ANSWER,            /* the agent waits for the SETTLE to be durable */
+    STEP_SETTLE_BEHIND,            /* the agent has its answer; the SETTLE follows */
+    STEP_SETTLE_FAIL,
+    STEP_ORPHAN,
+    STEP_RECORD
+};
 
 struct money_op {
     struct pg_ledger_req lr;
@@ -21,14 +33,16 @@ struct money_op {
     int err_status;                /* STEP_SETTLE_FAIL: the answer to give after */
     const char *err_type, *err_code;
     char err_message[512];
+    char *answer;                  /* STEP_SETTLE_BEHIND: the op's copy of the answer */
 };
 
 static void op_free(struct money_op *op)
 {
-    /* The stored response points at the connection's buffers: never the
-     * ledger's to free. */
+    /* The stored response points at the connection's buffers or at the
+     * op's copy: never the ledger's to free. */
     memset(&op->lr.response, 0, sizeof(op->lr.response));
     pg_ledger_req_free(&op->lr);
+    free(op->answer);
     if (op->rt)
         runtime_release(op->rt);
     free(op);
@@ -163,6 +177,14 @@ static void ledger_done(struct pg_ledger_req *lr)
         op_free(op);
         return;
     }
+    if (op->step == STEP_SETTLE_BEHIND) {
+        if (lr->status < 0)
+            log_event(stderr, "error",
+                      "could not record the rail's answer; the reservation stays pending and the next retry of its key is re-sent to the rail",
+                      "agent", lr->agent, NULL, NULL);
+        op_free(op);
+        return;
+    }
     c->ledger_pending = false;
     metrics_commit_done(c);
     if (c->state == CONN_CLOSING) {
@@ -257,6 +279,7 @@ static void ledger_done(struct pg_ledger_req *lr)
         op_free(op);
         send_verdict(c);
         return;
+    case STEP_SETTLE_BEHIND:
     case STEP_ORPHAN:
         break;
     }
@@ -394,6 +417,32 @@ void money_record_denial(struct conn *c, const struct pg_org *org, int64_t now)
         send_verdict(c);
 }
 
+/* Queues the SETTLE behind the answer the agent gets now: the op keeps its
+ * own copy of the answer for the ledger to store. A retry of the key queues
+ * behind this SETTLE, so it replays the stored answer. Frees op on failure. */
+static bool settle_behind(struct server *srv, struct money_op *op)
+{
+    struct pg_ledger_req *lr = &op->lr;
+    size_t head_len = lr->response.head_len, body_len = lr->response.body_len;
+    op->answer = malloc(head_len + body_len + 1);
+    if (!op->answer) {
+        op_free(op);
+        return false;
+    }
+    memcpy(op->answer, lr->response.head, head_len);
+    if (body_len)
+        memcpy(op->answer + head_len, lr->response.body, body_len);
+    lr->response.head = op->answer;
+    lr->response.body = op->answer + head_len;
+    op->c = NULL;
+    op->step = STEP_SETTLE_BEHIND;
+    if (pg_ledger_submit(srv->ledger, lr) != 0) {
+        op_free(op);
+        return false;
+    }
+    return true;
+}
+
 void money_rail_answered(struct conn *c)
 {
     struct verdict_ctx *vc = c->vc;
@@ -427,6 +476,16 @@ void money_rail_answered(struct conn *c)
     lr->response.body = vc->resp_body.p;
     lr->response.body_len = vc->resp_body.len;
     c->up_done_us = now_us();
+    if (!c->srv->settle_before_answer) {
+        if (!settle_behind(c->srv, op))
+            log_event(c->srv->log, "error",
+                      "could not record the rail's answer; the reservation stays pending", "agent",
+                      c->agent->id, NULL, NULL);
+        vc->in_ledger = false;
+        send_stored(c, vc->resp_status, vc->resp_head.p, vc->resp_head.len, vc->resp_body.p,
+                    vc->resp_body.len, vc->rail_replayed);
+        return;
+    }
     if (!submit(c, op)) {
         log_event(c->srv->log, "error", "could not record the rail's answer; the reservation stays pending",
                   "agent", c->agent->id, NULL, NULL);

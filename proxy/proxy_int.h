@@ -180,6 +180,7 @@ struct server {
     uint32_t auth_inflight;        /* bcrypt checks queued in the thread pool */
     struct auth_work *auth_works;  /* those checks, for requests with the same token to share */
     struct pg_ledger *ledger;
+    bool settle_before_answer;     /* ledger.settle_before_answer, read at start-up */
     struct pg_notify *notify;      /* webhook deliveries (notify/); pg_notify_stats for /metrics */
     SSL_CTX *agents_tls;           /* listen.tls, built at start-up */
     struct admin *admin_api;       /* the admin API's state (admin.c) */

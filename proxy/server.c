@@ -1422,6 +1422,7 @@ int pg_proxy_run(const char *config_path)
         .idempotency_ttl_s = cfg->ledger.idempotency_ttl_s,
         .approval_ttl_s = cfg->ledger.approval_ttl_s,
     };
+    srv.settle_before_answer = cfg->ledger.settle_before_answer;
     if (pg_ledger_open(&lopt, &srv.ledger, err, sizeof(err)) != 0) {
         log_event(srv.log, "error", "cannot open the ledger", "data_dir", cfg->data_dir, "error", err);
         goto fail_runtime;

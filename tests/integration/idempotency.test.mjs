@@ -13,7 +13,7 @@ import {
     makeTmp, newToken, startMockrail, startPayguard, configObject, writeConfig, httpRail,
     testWithLogs, stripeShapedError, headerValues, sleep,
 } from './lib/harness.mjs';
-import { request, rawExchange, rawRequestBytes, responsesAtLeast } from './lib/http.mjs';
+import { request, rawExchange, rawRequestBytes, responsesAtLeast, keepAliveAgent } from './lib/http.mjs';
 import { derivedKey, pay, railPosts, FORM } from './lib/ledger.mjs';
 
 let pg;
@@ -191,6 +191,30 @@ test('a retry of the same request is replayed byte for byte from the ledger; the
         for (const [, v] of r.headers) assert.ok(!v.includes(k), 'the agent\'s own key reached the rail');
         assert.ok(!r.body.includes(k));
     }
+});
+
+test('a retry sent the moment the answer arrives is a replay: the settlement queued behind that answer comes first (20 rounds)', async () => {
+    const n0 = (await mock.requests()).length;
+    const kept = keepAliveAgent(1);
+    for (let i = 0; i < 20; i++) {
+        const k = key();
+        const body = `amount=${100 + i}&currency=usd&description=settle-order`;
+        const first = await shopperPay(body, k, { agent: kept });
+        assert.equal(first.status, 200, first.body);
+        assert.equal(first.headers['idempotent-replayed'], undefined);
+        // Two retries at once: one on the same connection, one on a new one.
+        const [again, fresh] = await Promise.all([
+            shopperPay(body, k, { agent: kept }),
+            shopperPay(body, k),
+        ]);
+        for (const r of [again, fresh]) {
+            assert.equal(r.status, 200, `round ${i}: ${r.body}`);
+            assert.equal(r.headers['idempotent-replayed'], 'true', `round ${i}: a replay, not a 409 or a second payment`);
+            assert.equal(r.body, first.body, `round ${i}: the first answer, byte for byte`);
+        }
+    }
+    kept.destroy();
+    assert.equal((await railPosts(mock, n0)).length, 20, 'one rail call per key');
 });
 
 test('the answer names the agent\'s own key, never the derived one (the rail echoes the key it got)', async () => {

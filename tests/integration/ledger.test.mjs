@@ -7,10 +7,12 @@
 import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 
 import {
     makeTmp, newToken, startMockrail, startPayguard, configObject, writeConfig, httpRail,
-    testWithLogs, stripeShapedError, headerValues, sleep,
+    testWithLogs, stripeShapedError, headerValues, sleep, PAYGUARD_BIN,
 } from './lib/harness.mjs';
 import { request } from './lib/http.mjs';
 import { derivedKey, pay, railPosts, ledgerShow, parseWindow, FORM } from './lib/ledger.mjs';
@@ -80,6 +82,7 @@ after(async () => {
 });
 
 const key = () => `it-${randomUUID()}`;
+const runFile = promisify(execFile);
 const payAs = (agent, body, k = key(), opts) => pay(pg.port, tok[agent].token, body, k, opts);
 
 test('200 concurrent payments of 10.00 against a daily limit of 1000.00: exactly 100 pass and reach the rail, 100 are denied daily_limit', async () => {
@@ -340,6 +343,33 @@ test('`payguard ledger show` without --agent lists every agent; it runs while pa
     assert.ok(!show.stdout.includes(tok.crowd.token), 'no token in the view');
     const res = await request(pg.port, { path: '/v1/balance', headers: { Authorization: `Bearer ${tok.crowd.token}` } });
     assert.equal(res.status, 200, 'payguard still serves after the CLI read its data_dir');
+});
+
+test('ledger.settle_before_answer: true: when the agent has its answer, the settlement is already on disk', async () => {
+    const dir = await makeTmp('ledger-strict');
+    const t = await newToken('strict');
+    const cfg = configObject(dir, {
+        rails: { stripe: httpRail(mock.url) },
+        policies: { strict: { currency: 'usd', daily: '100.00' } },
+        agents: [{ id: 'strict', org: 'acme', token: t.hash, policy: 'strict', rails: ['stripe'] }],
+    });
+    cfg.ledger = { settle_before_answer: true };
+    const strictFile = await writeConfig(dir, cfg);
+    const strict = await startPayguard(strictFile, { env: { MOCK_STRIPE_SECRET: mock.secret } });
+    try {
+        for (let i = 1; i <= 5; i++) {
+            const r = await pay(strict.port, t.token, 'amount=1000&currency=usd&confirm=true&payment_method=pm_card_visa', key());
+            assert.equal(r.status, 200, r.body);
+            assert.equal(r.json.status, 'succeeded');
+            // Read at once from another process, without waiting for the ledger.
+            const { stdout } = await runFile(PAYGUARD_BIN, ['ledger', 'show', '-c', strictFile, '--agent', 'strict']);
+            const day = parseWindow(stdout, 'daily');
+            assert.deepEqual([day?.posted, day?.pending ?? 0], [1000 * i, 0], `payment ${i} already posted: ${day?.line}`);
+        }
+    } finally {
+        strict.kill();
+        await strict.waitExit();
+    }
 });
 
 test('payguard stops cleanly on SIGTERM', async () => {

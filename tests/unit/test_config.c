@@ -489,20 +489,25 @@ static void ledger_settings_default_parse_and_refuse(void **state)
     assert_int_equal(cfg->ledger.idempotency_ttl_s, 86400);
     assert_int_equal(cfg->ledger.approval_ttl_s, 86400);
     assert_int_equal(cfg->ledger.max_size_mib, 4096);
+    assert_false(cfg->ledger.settle_before_answer);
     pg_config_free(cfg);
-    cfg = load_ok("ledger: {idempotency_ttl: 3d, approval_ttl: 90m, max_size_mib: 512}\n" MINIMAL,
+    cfg = load_ok("ledger: {idempotency_ttl: 3d, approval_ttl: 90m, max_size_mib: 512,"
+                  " settle_before_answer: true}\n" MINIMAL,
                   true);
     assert_int_equal(cfg->ledger.idempotency_ttl_s, 3 * 86400);
     assert_int_equal(cfg->ledger.approval_ttl_s, 90 * 60);
     assert_int_equal(cfg->ledger.max_size_mib, 512);
+    assert_true(cfg->ledger.settle_before_answer);
     pg_config_free(cfg);
     EXPECT_ERRORS("ledger:\n"
                   "  idempotency_ttl: 1h\n"
                   "  approval_ttl: 31d\n"
-                  "  max_size_mib: 10\n" MINIMAL,
+                  "  max_size_mib: 10\n"
+                  "  settle_before_answer: always\n" MINIMAL,
                   "payguard.yaml:2:20: ledger.idempotency_ttl: \"1h\" must be between 24h and 30d",
                   "payguard.yaml:3:17: ledger.approval_ttl: \"31d\" must be between 1m and 30d",
-                  "payguard.yaml:4:17: ledger.max_size_mib: must be between 64 and 1048576, got 10");
+                  "payguard.yaml:4:17: ledger.max_size_mib: must be between 64 and 1048576, got 10",
+                  "payguard.yaml:5:25: ledger.settle_before_answer: expected true or false, got \"always\"");
 }
 
 /* ---- unknown keys, types, required keys, duplicates -------------------- */

@@ -371,7 +371,7 @@ export async function startPayguard(file, { env = {}, ulimitN, hostsFile } = {})
         throw e;
     }
 
-    return {
+    const handle = {
         proc, file, lines, events,
         port: listening.agents,
         adminPort: listening.admin,
@@ -391,7 +391,47 @@ export async function startPayguard(file, { env = {}, ulimitN, hostsFile } = {})
         },
         kill() { if (!exitInfo) proc.kill('SIGKILL'); },
         waitExit: () => exited,
+        /* Resolves once every ledger request is answered: the settlement of
+         * each answer already given is durable (payguard answers before it
+         * is, unless ledger.settle_before_answer). */
+        async settled(timeoutMs = WAIT_MS) {
+            const end = Date.now() + timeoutMs;
+            let last = '';
+            while (!exitInfo) {
+                last = await metricsText(listening.admin).catch((e) => String(e));
+                if (/^payguard_ledger_unanswered 0$/m.test(last)) return;
+                if (Date.now() > end) {
+                    throw new Error(`the ledger still has unanswered requests after ${timeoutMs} ms: ${/^payguard_ledger_unanswered .*$/m.exec(last)?.[0] ?? last.slice(0, 200)}`);
+                }
+                await sleep(5);
+            }
+        },
     };
+    live.add(handle);
+    exited.then(() => live.delete(handle));
+    return handle;
+}
+
+/* Every payguard this file started and that still runs. */
+const live = new Set();
+
+function metricsText(port) {
+    return new Promise((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: WAIT_MS }, (res) => {
+            let body = '';
+            res.setEncoding('utf8');
+            res.on('data', (d) => { body += d; });
+            res.on('end', () => resolve(body));
+        });
+        req.on('timeout', () => req.destroy(new Error('/metrics timed out')));
+        req.on('error', reject);
+    });
+}
+
+/* Waits until every running payguard has made durable what it answered, so
+ * that a reader in another process (the CLI) sees all of it. */
+export async function settledAll() {
+    await Promise.all([...live].map((p) => p.settled()));
 }
 
 /* A test whose failure message ends with payguard's stderr tail.

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 
-import { PAYGUARD_BIN, WAIT_MS } from './harness.mjs';
+import { PAYGUARD_BIN, WAIT_MS, settledAll } from './harness.mjs';
 import { request } from './http.mjs';
 
 export const FORM = 'application/x-www-form-urlencoded';
@@ -18,10 +18,10 @@ export function derivedKey(agent, key) {
 }
 
 /* One money request through payguard. `key` null sends no Idempotency-Key. */
-export function pay(port, token, body, key, { path = '/v1/payment_intents', method = 'POST', headers = {}, timeoutMs } = {}) {
+export function pay(port, token, body, key, { path = '/v1/payment_intents', method = 'POST', headers = {}, timeoutMs, agent } = {}) {
     const h = { Authorization: `Bearer ${token}`, 'Content-Type': FORM, ...headers };
     if (key !== null && key !== undefined) h['Idempotency-Key'] = key;
-    return request(port, { method, path, body, headers: h, timeoutMs });
+    return request(port, { method, path, body, headers: h, timeoutMs, agent });
 }
 
 /* The rail's recorded money requests (payment intents and friends) since
@@ -30,8 +30,10 @@ export async function railPosts(mock, from = 0) {
     return (await mock.requests()).slice(from).filter((r) => r.method === 'POST');
 }
 
-/* Runs `payguard ARGS...`; resolves {code, stdout, stderr}. */
-export function cli(args, { env = {}, timeoutMs = WAIT_MS * 3 } = {}) {
+/* Runs `payguard ARGS...` once every running payguard's answers are durable
+ * (they settle right after answering); resolves {code, stdout, stderr}. */
+export async function cli(args, { env = {}, timeoutMs = WAIT_MS * 3 } = {}) {
+    await settledAll();
     return new Promise((resolve) => {
         execFile(PAYGUARD_BIN, args, {
             env: {
