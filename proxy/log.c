@@ -90,10 +90,35 @@ static void put_time(struct line *l)
     put(l, frac, sizeof(frac));
 }
 
+/* The loop thread's lines wait in the log's buffer until log_flush, once per
+ * loop iteration: one write() for all of them. Other threads flush their own. */
+static _Thread_local bool batched_thread;
+
 static void emit(FILE *f, struct line *l)
 {
     puts_raw(l, "}\n");
     fwrite(l->buf, 1, l->len, f);
+    if (!batched_thread)
+        fflush(f);
+}
+
+static void log_flush(uv_prepare_t *h)
+{
+    fflush(h->data);
+}
+
+int log_batch_start(uv_loop_t *loop, uv_prepare_t *h, FILE *f)
+{
+    int rc = uv_prepare_init(loop, h);
+    if (rc != 0)
+        return rc;
+    h->data = f;
+    /* Runs just before the loop waits for I/O; never keeps the loop alive. */
+    if ((rc = uv_prepare_start(h, log_flush)) != 0)
+        return rc;
+    uv_unref((uv_handle_t *)h);
+    batched_thread = true;
+    return 0;
 }
 
 void log_event(FILE *f, const char *level, const char *msg, const char *k1, const char *v1,

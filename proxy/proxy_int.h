@@ -171,6 +171,7 @@ struct server {
     uv_tcp_t agents;
     uv_tcp_t admin;
     uv_signal_t sigterm, sigint, sighup;
+    uv_prepare_t log_flush;        /* writes the log once per loop iteration */
     uv_timer_t drain_timer;
     struct runtime *rt;            /* current config generation */
     struct pg_token_cache *tokens;
@@ -275,6 +276,9 @@ int metrics_render(struct server *srv, const struct metrics_ledger *lv, struct p
 
 /* log.c */
 void log_request(struct conn *c);
+/* Batches the calling (loop) thread's lines to f into one write per loop
+ * iteration; f needs a full buffer. */
+int log_batch_start(uv_loop_t *loop, uv_prepare_t *h, FILE *f);
 void log_event(FILE *f, const char *level, const char *msg, const char *k1, const char *v1,
                const char *k2, const char *v2);
 

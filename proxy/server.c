@@ -1394,9 +1394,11 @@ int pg_proxy_run(const char *config_path)
             free(srv.config_path);
             return 1;
         }
-        setvbuf(srv.log, NULL, _IOLBF, 0);
+        setvbuf(srv.log, NULL, _IOFBF, 1u << 16);
     }
     srv.loop = uv_default_loop();
+    if (srv.log != stderr && log_batch_start(srv.loop, &srv.log_flush, srv.log) != 0)
+        setvbuf(srv.log, NULL, _IOLBF, 0);
     srv.rt = runtime_new(&srv, cfg, err, sizeof(err));
     if (!srv.rt) {
         fprintf(stderr, "payguard: %s\n", err);
