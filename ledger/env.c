@@ -398,7 +398,15 @@ int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out, 
         goto fail_maplock;
     if (pthread_mutex_init(&l->mu, NULL) != 0)
         goto fail_intern_mu;
-    if (pthread_cond_init(&l->cv, NULL) != 0)
+    /* The writer's short waits (writer.c, linger) must not follow the wall clock. */
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        goto fail_mu;
+    int crc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (crc == 0)
+        crc = pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (crc != 0)
         goto fail_mu;
     if ((rc = ledger_indexes_init(l)) != 0)
         goto fail_cv;

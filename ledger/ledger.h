@@ -243,6 +243,11 @@ struct pg_ledger_req {
     bool store_response;           /* rail answered: keep it for replays */
     struct pg_stored_response response;     /* what the agent got (copied in) */
 
+    bool deferrable;               /* nobody waits for this one (a SETTLE behind an
+                                      answer already given): it may wait up to
+                                      LEDGER_LINGER_US for a request that somebody
+                                      waits for, to share its commit */
+
     struct pg_ledger_req *next;    /* the ledger's queue link */
     struct pg_decision decision_in;     /* the ledger's: `decision` as submitted,
                                            restored when a batch is retried */

@@ -16,6 +16,8 @@
 #define LEDGER_SCHEMA 1u
 #define LEDGER_REC_V1 1u                 /* first byte of every record */
 #define LEDGER_QUEUE_MAX 65536u          /* pg_ledger_submit refuses beyond */
+#define LEDGER_LINGER_US 2000            /* deferrable requests wait at most this for company, */
+#define LEDGER_LINGER_BATCH_MAX 4u       /* when the batch before had at most this many items */
 #define LEDGER_RESPONSE_MAX (64u << 20)  /* stored answer, head + body */
 #define LEDGER_DAY_S INT64_C(86400)
 #define LEDGER_KEEP_BUCKETS_S (40 * LEDGER_DAY_S)
@@ -111,6 +113,7 @@ struct pg_ledger {
     pthread_cond_t cv;
     struct pg_ledger_req *q_head, *q_tail;
     size_t q_len;
+    size_t q_waited;               /* queued requests whose callers wait (not deferrable) */
     struct pg_ledger_req *done_head, *done_tail;
     bool started, stopping;
     pthread_t thread;

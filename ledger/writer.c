@@ -74,6 +74,8 @@ int pg_ledger_submit_many(struct pg_ledger *l, struct pg_ledger_req **reqs, size
     }
     l->q_len += n;
     l->stats.unanswered += n;
+    for (size_t i = 0; i < n; i++)
+        l->q_waited += reqs[i]->deferrable ? 0u : 1u;
     pthread_cond_signal(&l->cv);
     pthread_mutex_unlock(&l->mu);
     return 0;
@@ -223,22 +225,47 @@ static void maybe_prune(struct pg_ledger *l, int64_t now)
     }
 }
 
+/* Only deferrable requests are queued (settlements of answers already given):
+ * wait a little for one that somebody waits for, the agent's next payment
+ * say, so both share one commit rather than the second waiting for the
+ * first's. Called and returns with l->mu held. */
+static void linger(struct pg_ledger *l)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += LEDGER_LINGER_US * 1000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (!l->q_waited && !l->stopping &&
+           pthread_cond_timedwait(&l->cv, &l->mu, &until) != ETIMEDOUT) {
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct pg_ledger *l = arg;
+    size_t last_n = 0;
     pthread_mutex_lock(&l->mu);
     for (;;) {
         while (!l->q_head && !l->stopping)
             pthread_cond_wait(&l->cv, &l->mu);
         if (!l->q_head)
             break; /* stopping, and everything queued is done */
+        /* Under load the queue is never without a waited request for long,
+         * and a sleeping writer only adds its wake-up to every batch. */
+        if (!l->q_waited && last_n <= LEDGER_LINGER_BATCH_MAX)
+            linger(l);
         struct pg_ledger_req *head = l->q_head, *tail = l->q_tail;
         size_t n = l->q_len;
         l->q_head = l->q_tail = NULL;
         l->q_len = 0;
+        l->q_waited = 0;
         pthread_mutex_unlock(&l->mu);
 
         int64_t now = run_batch(l, head, n);
+        last_n = n;
 
         pthread_mutex_lock(&l->mu);
         if (l->done_tail)

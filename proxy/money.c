@@ -153,6 +153,7 @@ static void settle_orphan(struct money_op *op, struct server *srv, bool sent_to_
     op->lr.outcome = sent_to_rail ? PG_SETTLE_KEEP : PG_SETTLE_VOID;
     op->lr.store_response = false;
     op->lr.status = 0;
+    op->lr.deferrable = true;
     if (pg_ledger_submit(srv->ledger, &op->lr) != 0) {
         log_event(srv->log, "error", "could not settle an abandoned reservation; it stays pending",
                   "agent", op->lr.agent, NULL, NULL);
@@ -436,6 +437,7 @@ static bool settle_behind(struct server *srv, struct money_op *op)
     lr->response.body = op->answer + head_len;
     op->c = NULL;
     op->step = STEP_SETTLE_BEHIND;
+    lr->deferrable = true;
     if (pg_ledger_submit(srv->ledger, lr) != 0) {
         op_free(op);
         return false;
