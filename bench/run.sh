@@ -191,8 +191,10 @@ MOCK_PORT=${MOCK_ADDR##*:}
 
 # --- nginx: a plain reverse proxy to the mock rail -------------------------------
 # Fair to payguard: one worker (payguard is one loop thread), upstream keep-alive,
-# and an unbuffered access log to a file, one write per request, as payguard's
-# line-buffered log_file. "auto" (one worker per core) is measured too.
+# and an unbuffered access log to a file, one write per request (payguard writes
+# its log_file once per loop iteration, never holding a line while the loop sleeps;
+# nginx's buffer= would hold lines until full or flush=). "auto" (one worker per
+# core) is measured too.
 start_nginx() {
     local name=$1 workers=$2 port tries dir pid
     dir="$TMP/nginx-$name"
@@ -1195,9 +1197,11 @@ ${QUICK_NOTE}- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
   more than it moves "server CPU µs/req" (the process under test's user + system time from
   /proc, divided by the requests the mock rail served in the same window: the proxy's own
   cost per request; for "direct" it is the mock rail's).
-- Logging is on for both proxies, one \`write()\` per request to a file: payguard's
-  \`log_file\` (line-buffered JSON) and an nginx \`access_log\` without buffer in a
-  similar JSON format.
+- Logging is on for both proxies, one JSON line per request to a file: payguard's
+  \`log_file\` goes out in one \`write()\` per loop iteration (the lines of the
+  requests that iteration finished; none waits while the loop sleeps); nginx's
+  \`access_log\` without buffer writes once per request (its \`buffer=\` would hold
+  lines until the buffer fills or \`flush=\` passes, which is not the same promise).
 - nginx: plain reverse proxy (\`proxy_pass\`, upstream \`keepalive 256\`,
   \`proxy_http_version 1.1\`, \`keepalive_requests 1000000\`). "1 worker" is the fair
   comparison (payguard serves from one loop thread); "auto" is one worker per CPU.
