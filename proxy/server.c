@@ -1248,6 +1248,13 @@ static void reload_work_cb(uv_work_t *req)
 
 static void start_reload(struct server *srv);
 
+static bool same_ledger_settings(const struct pg_ledger_settings *a,
+                                 const struct pg_ledger_settings *b)
+{
+    return a->idempotency_ttl_s == b->idempotency_ttl_s && a->approval_ttl_s == b->approval_ttl_s &&
+           a->max_size_mib == b->max_size_mib && a->settle_before_answer == b->settle_before_answer;
+}
+
 /* What a running process set up once and a reload cannot change. */
 static void warn_restart_only(struct server *srv, const struct pg_config *was,
                               const struct pg_config *now)
@@ -1255,7 +1262,7 @@ static void warn_restart_only(struct server *srv, const struct pg_config *was,
     const char *what = NULL;
     if (strcmp(was->data_dir, now->data_dir) != 0)
         what = "data_dir";
-    else if (memcmp(&was->ledger, &now->ledger, sizeof(was->ledger)) != 0)
+    else if (!same_ledger_settings(&was->ledger, &now->ledger))
         what = "ledger";
     else if (strcmp(was->listen_agents.text, now->listen_agents.text) != 0 ||
              strcmp(was->listen_admin.text, now->listen_admin.text) != 0)
