@@ -1,4 +1,4 @@
-/* Slice helpers and the error-message table behind pg_strerror(). */
+/* Slice helpers, the error-message table behind pg_strerror(), deadlines. */
 #include "common/pg.h"
 
 #include <string.h>
@@ -38,4 +38,17 @@ const char *pg_strerror(int err)
     if (err < 0 && err > -1000)
         return strerror(-err);
     return "unknown error";
+}
+
+struct timespec pg_deadline_after(clockid_t clock, long ns)
+{
+    struct timespec t;
+    clock_gettime(clock, &t);
+    t.tv_sec += ns / 1000000000L;
+    t.tv_nsec += ns % 1000000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
 }

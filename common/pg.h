@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define PG_WUR __attribute__((warn_unused_result))
 #define PG_UNUSED(x) ((void)(x))
@@ -68,6 +69,10 @@ enum pg_errno {
 
 /* Message for a payguard code or a negative errno. Never NULL. */
 const char *pg_strerror(int err);
+
+/* `ns` nanoseconds from now on `clock`: a deadline for pthread_cond_timedwait
+ * on a condition variable that uses that clock. */
+struct timespec pg_deadline_after(clockid_t clock, long ns);
 
 /* Functions that overflow or hide lengths have no place here. */
 #if defined(__GNUC__) && !defined(PG_NO_POISON)

@@ -284,8 +284,8 @@ struct pg_ledger_stats {
     uint64_t map_grows;            /* times the map was doubled */
     uint64_t map_size;             /* current map size, bytes */
     uint64_t pruned;               /* records removed by pruning */
-    uint64_t unanswered;           /* submitted, callback not run yet: 0 means
-                                      everything answered is durable */
+    uint64_t unanswered;           /* submitted, not committed (or failed) yet: 0
+                                      means everything answered is durable */
 };
 void pg_ledger_stats(struct pg_ledger *l, struct pg_ledger_stats *out);
 

@@ -21,10 +21,6 @@ static void deliver(struct pg_ledger *l)
     pthread_mutex_lock(&l->mu);
     struct pg_ledger_req *r = l->done_head;
     l->done_head = l->done_tail = NULL;
-    uint64_t n = 0;
-    for (struct pg_ledger_req *i = r; i; i = i->next)
-        n++;
-    l->stats.unanswered -= n;
     pthread_mutex_unlock(&l->mu);
     while (r) {
         struct pg_ledger_req *next = r->next;
@@ -231,13 +227,7 @@ static void maybe_prune(struct pg_ledger *l, int64_t now)
  * first's. Called and returns with l->mu held. */
 static void linger(struct pg_ledger *l)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += LEDGER_LINGER_US * 1000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = pg_deadline_after(CLOCK_MONOTONIC, LEDGER_LINGER_US * 1000L);
     while (!l->q_waited && !l->stopping &&
            pthread_cond_timedwait(&l->cv, &l->mu, &until) != ETIMEDOUT) {
     }
@@ -273,6 +263,7 @@ static void *writer_main(void *arg)
         else
             l->done_head = head;
         l->done_tail = tail;
+        l->stats.unanswered -= n; /* durable (or failed); their callbacks follow */
         pthread_mutex_unlock(&l->mu);
         uv_async_send(l->async);
 

@@ -665,13 +665,7 @@ static void *notify_main(void *arg)
         snap_put(n, s);
         pthread_mutex_lock(&n->mu);
         if (got == 0 && !n->stop && !n->save) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += POLL_EVERY_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            struct timespec until = pg_deadline_after(CLOCK_REALTIME, POLL_EVERY_MS * 1000000L);
             pthread_cond_timedwait(&n->cv, &n->mu, &until);
         }
     }

@@ -34,6 +34,7 @@ struct money_op {
     const char *err_type, *err_code;
     char err_message[512];
     char *answer;                  /* STEP_SETTLE_BEHIND: the op's copy of the answer */
+    FILE *log;                     /* the server's, for ops that outlive their connection */
 };
 
 static void op_free(struct money_op *op)
@@ -146,6 +147,7 @@ static enum pg_settle_outcome settle_of(enum pg_outcome_kind k)
 static void settle_orphan(struct money_op *op, struct server *srv, bool sent_to_rail)
 {
     op->c = NULL;
+    op->log = srv->log;
     op->step = STEP_ORPHAN;
     memset(&op->lr.response, 0, sizeof(op->lr.response));
     pg_ledger_req_free(&op->lr);
@@ -173,14 +175,14 @@ static void ledger_done(struct pg_ledger_req *lr)
 
     if (op->step == STEP_ORPHAN) {
         if (lr->status < 0)
-            log_event(stderr, "error", "could not settle an abandoned reservation; it stays pending",
+            log_event(op->log, "error", "could not settle an abandoned reservation; it stays pending",
                       "agent", lr->agent, NULL, NULL);
         op_free(op);
         return;
     }
     if (op->step == STEP_SETTLE_BEHIND) {
         if (lr->status < 0)
-            log_event(stderr, "error",
+            log_event(op->log, "error",
                       "could not record the rail's answer; the reservation stays pending and the next retry of its key is re-sent to the rail",
                       "agent", lr->agent, NULL, NULL);
         op_free(op);
@@ -436,6 +438,7 @@ static bool settle_behind(struct server *srv, struct money_op *op)
     lr->response.head = op->answer;
     lr->response.body = op->answer + head_len;
     op->c = NULL;
+    op->log = srv->log;
     op->step = STEP_SETTLE_BEHIND;
     lr->deferrable = true;
     if (pg_ledger_submit(srv->ledger, lr) != 0) {
