@@ -405,6 +405,12 @@ int pg_ledger_open(const struct pg_ledger_options *opt, struct pg_ledger **out, 
     int crc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     if (crc == 0)
         crc = pthread_cond_init(&l->cv, &ca);
+    if (crc == 0 && (crc = pthread_cond_init(&l->prep_cv, &ca)) != 0)
+        pthread_cond_destroy(&l->cv);
+    if (crc == 0 && (crc = pthread_cond_init(&l->prep_idle_cv, &ca)) != 0) {
+        pthread_cond_destroy(&l->prep_cv);
+        pthread_cond_destroy(&l->cv);
+    }
     pthread_condattr_destroy(&ca);
     if (crc != 0)
         goto fail_mu;
@@ -486,6 +492,8 @@ fail_env:
 fail_cond:
     ledger_indexes_free(l);
 fail_cv:
+    pthread_cond_destroy(&l->prep_idle_cv);
+    pthread_cond_destroy(&l->prep_cv);
     pthread_cond_destroy(&l->cv);
 fail_mu:
     pthread_mutex_destroy(&l->mu);
@@ -517,6 +525,8 @@ void pg_ledger_close(struct pg_ledger *l)
     }
     ledger_indexes_free(l);
     ledger_unsettled_free(l);
+    pthread_cond_destroy(&l->prep_idle_cv);
+    pthread_cond_destroy(&l->prep_cv);
     pthread_cond_destroy(&l->cv);
     pthread_mutex_destroy(&l->mu);
     pthread_mutex_destroy(&l->intern_mu);

@@ -1,4 +1,5 @@
-/* The group-commit writer. The loop thread queues requests (submit); one
+/* The group-commit writer. The loop thread queues requests (submit); a
+ * preparer thread runs their `prepare` steps while they wait; one
  * writer thread takes the whole queue, runs every item in ONE write
  * transaction, commits once (one fsync pair for the batch), hands the items
  * back through a completion list and wakes the loop with uv_async_send; the
@@ -67,7 +68,17 @@ int pg_ledger_submit_many(struct pg_ledger *l, struct pg_ledger_req **reqs, size
         else
             l->q_head = r;
         l->q_tail = r;
+        r->prep_next = NULL;
+        if (r->prepare) {
+            if (l->p_tail)
+                l->p_tail->prep_next = r;
+            else
+                l->p_head = r;
+            l->p_tail = r;
+        }
     }
+    if (l->p_head)
+        pthread_cond_signal(&l->prep_cv);
     l->q_len += n;
     l->stats.unanswered += n;
     for (size_t i = 0; i < n; i++)
@@ -233,6 +244,46 @@ static void linger(struct pg_ledger *l)
     }
 }
 
+/* The preparer thread: takes queued requests' `prepare` steps in order, one
+ * at a time, until the writer takes them over with their batch. */
+static void *preparer_main(void *arg)
+{
+    struct pg_ledger *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->p_head && !l->stopping)
+            pthread_cond_wait(&l->prep_cv, &l->mu);
+        struct pg_ledger_req *r = l->p_head;
+        if (!r)
+            break; /* stopping; the writer prepares whatever it still takes */
+        l->p_head = r->prep_next;
+        if (!l->p_head)
+            l->p_tail = NULL;
+        l->prep_busy = true;
+        pthread_mutex_unlock(&l->mu);
+        r->prepare(r);
+        pthread_mutex_lock(&l->mu);
+        l->prep_busy = false;
+        pthread_cond_signal(&l->prep_idle_cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+/* The batch just taken holds every queued request, so every one the
+ * preparer has not reached, and the one it may be running: wait for that
+ * one and prepare the rest here. Called with l->mu held; returns without. */
+static void prepare_batch(struct pg_ledger *l)
+{
+    struct pg_ledger_req *todo = l->p_head;
+    l->p_head = l->p_tail = NULL;
+    while (l->prep_busy)
+        pthread_cond_wait(&l->prep_idle_cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    for (struct pg_ledger_req *r = todo; r; r = r->prep_next)
+        r->prepare(r);
+}
+
 static void *writer_main(void *arg)
 {
     struct pg_ledger *l = arg;
@@ -252,7 +303,7 @@ static void *writer_main(void *arg)
         l->q_head = l->q_tail = NULL;
         l->q_len = 0;
         l->q_waited = 0;
-        pthread_mutex_unlock(&l->mu);
+        prepare_batch(l);
 
         int64_t now = run_batch(l, head, n);
         last_n = n;
@@ -296,6 +347,17 @@ static int take_server_lock(struct pg_ledger *l)
     return 0;
 }
 
+static void stop_preparer(struct pg_ledger *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->stopping = true;
+    pthread_cond_signal(&l->prep_cv);
+    pthread_mutex_unlock(&l->mu);
+    if (l->prep_started)
+        pthread_join(l->prep_thread, NULL);
+    l->prep_started = false;
+}
+
 int pg_ledger_start(struct pg_ledger *l, uv_loop_t *loop)
 {
     if (l->read_only || l->started)
@@ -327,7 +389,13 @@ int pg_ledger_start(struct pg_ledger *l, uv_loop_t *loop)
     l->stopping = false;
     pthread_mutex_unlock(&l->mu);
     atomic_store(&l->ready, true);
-    rc = pthread_create(&l->thread, NULL, writer_main, l);
+    rc = pthread_create(&l->prep_thread, NULL, preparer_main, l);
+    if (rc == 0) {
+        l->prep_started = true;
+        rc = pthread_create(&l->thread, NULL, writer_main, l);
+        if (rc != 0)
+            stop_preparer(l);
+    }
     if (rc != 0) {
         pthread_mutex_lock(&l->mu);
         l->started = false;
@@ -350,6 +418,7 @@ void ledger_writer_stop(struct pg_ledger *l)
     if (!started)
         return;
     pthread_join(l->thread, NULL); /* the writer drains the queue first */
+    stop_preparer(l);
     atomic_store(&l->ready, false);
     deliver(l);
     uv_close((uv_handle_t *)l->async, free_handle);

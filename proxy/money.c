@@ -34,6 +34,7 @@ struct money_op {
     const char *err_type, *err_code;
     char err_message[512];
     char *answer;                  /* STEP_SETTLE_BEHIND: the op's copy of the answer */
+    enum pg_rail_preset preset;    /* how to read the rail's answer (read_answer) */
     FILE *log;                     /* the server's, for ops that outlive their connection */
 };
 
@@ -448,12 +449,25 @@ static bool settle_behind(struct server *srv, struct money_op *op)
     return true;
 }
 
+/* What the rail's answer means for the reservation. Parsing a JSON answer
+ * costs more than the rest of a payment's work on the loop thread, and the
+ * agent's answer does not wait for it: the ledger's preparer thread runs
+ * this while the SETTLE waits in the queue. */
+static void read_answer(struct pg_ledger_req *lr)
+{
+    const struct money_op *op = CONTAINER_OF(lr, struct money_op, lr);
+    struct pg_intent in = { .action = lr->action, .has_amount = lr->has_amount, .amount = lr->amount };
+    struct pg_outcome out;
+    pg_rail_outcome(op->preset, &in, lr->response.status,
+                    pg_slice_of(lr->response.body, lr->response.body_len), &out);
+    lr->outcome = settle_of(out.kind);
+    lr->settle_amount = out.amount;
+    snprintf(lr->result_object_id, sizeof(lr->result_object_id), "%s", out.object_id);
+}
+
 void money_rail_answered(struct conn *c)
 {
     struct verdict_ctx *vc = c->vc;
-    struct pg_outcome out;
-    pg_rail_outcome(c->rail->preset, &vc->intent, vc->resp_status,
-                    pg_slice_of(vc->resp_body.p, vc->resp_body.len), &out);
     if (pg_buf_append_str(&vc->resp_head, "Content-Length: ") != 0 ||
         pg_buf_append_u64(&vc->resp_head, vc->resp_body.len) != 0 ||
         pg_buf_append(&vc->resp_head, "\r\n", 2) != 0) {
@@ -470,9 +484,8 @@ void money_rail_answered(struct conn *c)
     }
     struct pg_ledger_req *lr = &op->lr;
     fill_settle(lr, c);
-    lr->outcome = settle_of(out.kind);
-    lr->settle_amount = out.amount;
-    snprintf(lr->result_object_id, sizeof(lr->result_object_id), "%s", out.object_id);
+    op->preset = c->rail->preset;
+    lr->prepare = read_answer;
     lr->store_response = true;
     /* The ledger copies these in before the callback runs. */
     lr->response.status = vc->resp_status;

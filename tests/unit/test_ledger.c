@@ -14,6 +14,9 @@
 #include <lmdb.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <errno.h>
@@ -1597,6 +1600,71 @@ static void test_close_drains_queue(void **state)
     expect_day("open", MONDAY, 0, USD(20));
 }
 
+/* --- the preparer ------------------------------------------------------------------------- */
+
+#define NPREP 60
+static struct {
+    atomic_int runs[NPREP];
+    atomic_int on_loop_thread;
+    pthread_t loop_thread;
+} P;
+
+/* Stands for reading the rail's answer: the SETTLE's outcome is known only
+ * once this has run. */
+static void prepare_post(struct pg_ledger_req *r)
+{
+    int i = (int)(intptr_t)r->data;
+    /* Holding the first one lets the writer take the rest before the
+     * preparer reaches them, so both paths run (either way, only once). */
+    if (i == 0)
+        usleep(20000);
+    atomic_fetch_add(&P.runs[i], 1);
+    if (pthread_equal(pthread_self(), P.loop_thread))
+        atomic_fetch_add(&P.on_loop_thread, 1);
+    r->outcome = PG_SETTLE_POST;
+    r->settle_amount = USD(2);
+}
+
+static void test_prepare_runs_once_before_the_transaction(void **state)
+{
+    (void)state;
+    memset(&P, 0, sizeof(P));
+    P.loop_thread = pthread_self();
+    struct pg_ledger_req *b[NPREP], *s[NPREP];
+    for (int i = 0; i < NPREP; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "pr%d", i);
+        b[i] = pay("open", key, USD(1), MONDAY);
+    }
+    run(b, NPREP);
+    for (int i = 0; i < NPREP; i++) {
+        assert_int_equal(b[i]->result, PG_BEGIN_PROCEED);
+        /* Submitted with an outcome that would leave the money pending:
+         * only the prepare step makes it a POST. */
+        s[i] = mks("open", b[i]->idem_key, b[i]->reservation, PG_SETTLE_KEEP, 0, MONDAY);
+        s[i]->prepare = prepare_post;
+        s[i]->data = (void *)(intptr_t)i;
+    }
+    /* In waves; close drains whatever is still queued. */
+    T.completed = 0;
+    for (int w = 0; w < NPREP / 10; w++) {
+        assert_int_equal(pg_ledger_submit_many(T.l, s + w * 10, 10), 0);
+        if (w % 2)
+            uv_run(&T.loop, UV_RUN_NOWAIT);
+    }
+    ledger_close();
+    assert_int_equal(T.completed, NPREP);
+    for (int i = 0; i < NPREP; i++) {
+        assert_int_equal(s[i]->status, 0);
+        assert_int_equal(atomic_load(&P.runs[i]), 1);
+        done(b[i]);
+        done(s[i]);
+    }
+    assert_int_equal(atomic_load(&P.on_loop_thread), 0);
+    ledger_open();
+    expect_day("open", MONDAY, NPREP * USD(2), 0);
+}
+
 /* --- pruning ------------------------------------------------------------------------------ */
 
 static void test_pruning(void **state)
@@ -1821,6 +1889,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_item_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overflow_fails_item, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_drains_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prepare_runs_once_before_the_transaction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pruning, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_budget_and_writer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_map_growth_then_full, setup_tiny, teardown),
