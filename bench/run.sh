@@ -504,12 +504,11 @@ EOF2
     [ "${N:-0}" -gt 0 ] || die "no payment reached the rail while profiling"
     COMMITS=$(( $(jnum "$L1" txnid) - $(jnum "$L0" txnid) ))
     ITEMS=$(( $(jnum "$L1" audit) - $(jnum "$L0" audit) ))
-    # The writer: the other thread with the most CPU (the thread pool only ran bcrypt once).
-    WRITER=$(awk -F, -v main="payguard-$PG_PID" '$4 == "task-clock" && $1 != main && $2 + 0 > best { best = $2 + 0; w = $1 }
-        END { sub(/^.*-/, "", w); print w }' "$TMP/stat-pay.csv")
-    PERTHREAD=$(awk -F, -v n="$N" -v main="payguard-$PG_PID" -v writer="payguard-$WRITER" '
+    # The ledger's threads name themselves.
+    WRITER=$(grep -lx pg-writer /proc/"$PG_PID"/task/*/comm | awk -F/ '{print $5}' | head -1)
+    PERTHREAD=$(awk -F, -v n="$N" -v main="payguard-$PG_PID" '
         /^#/ || NF < 4 || $2 == "" || $2 ~ /not/ { next }
-        { v = $2 + 0; ev = $4; who = ($1 == main) ? "loop" : ($1 == writer) ? "writer" : $1
+        { v = $2 + 0; ev = $4; who = ($1 == main) ? "loop" : ($1 ~ /^pg-writer-/) ? "writer" : ($1 ~ /^pg-prepare-/) ? "preparer" : $1
           if (v == 0) next
           if (ev == "task-clock") printf "%-16s %-32s %9.2f us CPU per payment\n", who, ev, v * 1000 / n
           else printf "%-16s %-32s %9.3f per payment\n", who, ev, v / n }
@@ -692,12 +691,13 @@ PROCS[nginx1]=$(nginx_workers "$NGINX_w1_PID")
 [ -n "${NGINX_auto_PID:-}" ] && PROCS[nginx_auto]=$(nginx_workers "$NGINX_auto_PID")
 per_req() { awk -v d="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { if (n > 0) printf "%.1f", d * 1e6 / hz / n; else print "" }'; }
 
-# payguard's threads: "tid cpu_ticks run_ns runq_ns" lines (utime + stime; time on a
-# CPU and time runnable but waiting for one, from schedstat).
+# payguard's threads: "tid name cpu_ticks run_ns runq_ns" lines (utime + stime; time
+# on a CPU and time runnable but waiting for one, from schedstat). The ledger's threads
+# name themselves pg-writer and pg-prepare.
 pg_tasks() {
     local d
     for d in /proc/"$PG_PID"/task/*; do
-        echo "${d##*/} $(sed 's/^.*) //' "$d/stat" 2>/dev/null | awk '{print $12 + $13}') $(cut -d' ' -f1,2 "$d/schedstat" 2>/dev/null || echo 0 0)"
+        echo "${d##*/} $(tr -d ' ' <"$d/comm" 2>/dev/null) $(sed 's/^.*) //' "$d/stat" 2>/dev/null | awk '{print $12 + $13}') $(cut -d' ' -f1,2 "$d/schedstat" 2>/dev/null || echo 0 0)"
     done
 }
 # Ledger, disk and thread readings around a payguard payments run.
@@ -713,7 +713,7 @@ pg_snap() {
 }
 # pg_ledger_figures N -> sets PGX_* from the snapshots "a" and "b" (N payments served):
 # commits/s, audited items per commit, disk writes per payment and per commit, CPU per
-# payment of the loop thread and of the writer (the busiest other thread), and the
+# payment of the loop thread, the writer and the preparer, and the
 # writer's share of the run on a CPU, waiting for one, and off CPU (in fdatasync and
 # pwrite waits, or idle between batches).
 pg_ledger_figures() {
@@ -722,18 +722,19 @@ pg_ledger_figures() {
     PGX=$(awk -v n="$n" -v main="$PG_PID" -v hz="$CLK_TCK" \
               -v commits=$((b[0] - a[0])) -v items=$((b[1] - a[1])) -v lbytes="${b[2]}" \
               -v wb=$((b[3] - a[3])) -v wall=$((b[4] - a[4])) '
-        FNR == NR { c[$1] = $2; r[$1] = $3; q[$1] = $4; next }
-        { d = $2 - c[$1]; if ($1 == main) { lc = d; lr = $3 - r[$1]; lq = $4 - q[$1] }
-          else if (d >= wd) { wd = d; wr = $3 - r[$1]; wq = $4 - q[$1] } }
+        FNR == NR { c[$1] = $3; r[$1] = $4; q[$1] = $5; next }
+        { d = $3 - c[$1]; if ($1 == main) { lc = d; lr = $4 - r[$1]; lq = $5 - q[$1] }
+          else if ($2 == "pg-writer") { wd = d; wr = $4 - r[$1]; wq = $5 - q[$1] }
+          else if ($2 == "pg-prepare") pd = d }
         END {
           if (n <= 0 || wall <= 0) exit
-          printf "%.0f %.1f %.1f %.0f %.1f %.1f %.0f %.0f %.0f %.0f %.0f %.1f\n",
+          printf "%.0f %.1f %.1f %.0f %.1f %.1f %.0f %.0f %.0f %.0f %.0f %.1f %.1f\n",
             commits * 1e9 / wall, (commits ? items / commits : 0), wb / n / 1024,
             (commits ? wb / commits / 1024 : 0), lc * 1e6 / hz / n, wd * 1e6 / hz / n,
             wr * 100 / wall, wq * 100 / wall, 100 - (wr + wq) * 100 / wall,
-            lr * 100 / wall, lq * 100 / wall, lbytes / 1048576 }' "$TMP/tasks.a" "$TMP/tasks.b")
+            lr * 100 / wall, lq * 100 / wall, lbytes / 1048576, pd * 1e6 / hz / n }' "$TMP/tasks.a" "$TMP/tasks.b")
     read -r PGX_COMMITS PGX_BATCH PGX_KB_PAY PGX_KB_COMMIT PGX_LOOP_CPU PGX_WRITER_CPU \
-            PGX_W_ON PGX_W_RUNQ PGX_W_OFF PGX_L_ON PGX_L_RUNQ PGX_LEDGER_MB <<<"$PGX"
+            PGX_W_ON PGX_W_RUNQ PGX_W_OFF PGX_L_ON PGX_L_RUNQ PGX_LEDGER_MB PGX_PREP_CPU <<<"$PGX"
 }
 
 # measure TARGET CONNS WARM MEASURE -> sets R (JSON), SCPU, RCPU (µs per request), NB
@@ -822,7 +823,7 @@ done
 # scen_rounds read|pay scenario connections rounds warm-up measure: figures in Y_*[sc,t]
 # (and X_*[sc], payguard's ledger, for payments). Payments scenarios are c<N>, reads r<N>.
 declare -A Y_RPS Y_P50 Y_P90 Y_P99 Y_P999 Y_CPU Y_LG Y_BAD Y_NB
-declare -A X_COMMITS X_BATCH X_KB_PAY X_KB_COMMIT X_LOOP X_WRITER X_WON X_WRQ X_WOFF X_LON X_LRQ X_MB
+declare -A X_COMMITS X_BATCH X_KB_PAY X_KB_COMMIT X_LOOP X_WRITER X_PREP X_WON X_WRQ X_WOFF X_LON X_LRQ X_MB
 PAY_SCENS=()
 READ_SCENS=()
 scen_rounds() {
@@ -840,10 +841,10 @@ scen_rounds() {
             extra=
             if [ "$t" = payguard ] && [ "$kind" = pay ]; then
                 X_COMMITS[$sc]+=" $PGX_COMMITS"; X_BATCH[$sc]+=" $PGX_BATCH"; X_KB_PAY[$sc]+=" $PGX_KB_PAY"
-                X_KB_COMMIT[$sc]+=" $PGX_KB_COMMIT"; X_LOOP[$sc]+=" $PGX_LOOP_CPU"; X_WRITER[$sc]+=" $PGX_WRITER_CPU"
+                X_KB_COMMIT[$sc]+=" $PGX_KB_COMMIT"; X_LOOP[$sc]+=" $PGX_LOOP_CPU"; X_WRITER[$sc]+=" $PGX_WRITER_CPU"; X_PREP[$sc]+=" $PGX_PREP_CPU"
                 X_WON[$sc]+=" $PGX_W_ON"; X_WRQ[$sc]+=" $PGX_W_RUNQ"; X_WOFF[$sc]+=" $PGX_W_OFF"
                 X_LON[$sc]+=" $PGX_L_ON"; X_LRQ[$sc]+=" $PGX_L_RUNQ"; X_MB[$sc]=$PGX_LEDGER_MB
-                extra="commits_per_s=$PGX_COMMITS;items_per_commit=$PGX_BATCH;disk_kib_per_payment=$PGX_KB_PAY;disk_kib_per_commit=$PGX_KB_COMMIT;loop_cpu_us=$PGX_LOOP_CPU;writer_cpu_us=$PGX_WRITER_CPU;writer_on_cpu_pct=$PGX_W_ON;writer_runq_pct=$PGX_W_RUNQ;writer_off_cpu_pct=$PGX_W_OFF;ledger_mib=$PGX_LEDGER_MB"
+                extra="commits_per_s=$PGX_COMMITS;items_per_commit=$PGX_BATCH;disk_kib_per_payment=$PGX_KB_PAY;disk_kib_per_commit=$PGX_KB_COMMIT;loop_cpu_us=$PGX_LOOP_CPU;writer_cpu_us=$PGX_WRITER_CPU;prepare_cpu_us=$PGX_PREP_CPU;writer_on_cpu_pct=$PGX_W_ON;writer_runq_pct=$PGX_W_RUNQ;writer_off_cpu_pct=$PGX_W_OFF;ledger_mib=$PGX_LEDGER_MB"
             fi
             csv_row "$csvname" "$round" "$t" "$R" "$SCPU" "$RCPU" "$extra"
             Y_RPS[$k]+=" $(jnum "$R" rps)"; Y_P50[$k]+=" $(jnum "$R" p50_us)"; Y_P90[$k]+=" $(jnum "$R" p90_us)"
@@ -902,7 +903,7 @@ for t in "${C1_TARGETS[@]}"; do
     echo "$mode,c1,median,$t,1,,,${M_C1P50[$t]},${M_C1P90[$t]},${M_C1P99[$t]},${M_C1P999[$t]},,,,,,,," >>"$CSV"
 done
 declare -A MY_RPS MY_P50 MY_P90 MY_P99 MY_P999 MY_CPU MY_LG
-declare -A MX_COMMITS MX_BATCH MX_KB_PAY MX_KB_COMMIT MX_LOOP MX_WRITER MX_WON MX_WRQ MX_WOFF MX_LON MX_LRQ
+declare -A MX_COMMITS MX_BATCH MX_KB_PAY MX_KB_COMMIT MX_LOOP MX_WRITER MX_PREP MX_WON MX_WRQ MX_WOFF MX_LON MX_LRQ
 for sc in "${READ_SCENS[@]+"${READ_SCENS[@]}"}" "${PAY_SCENS[@]+"${PAY_SCENS[@]}"}"; do
     case "$sc" in r*) csvname=c${sc#r} ;; *) csvname=pay_$sc ;; esac
     for t in "${PAY_TARGETS[@]}"; do
@@ -917,7 +918,7 @@ for sc in "${READ_SCENS[@]+"${READ_SCENS[@]}"}" "${PAY_SCENS[@]+"${PAY_SCENS[@]}
     # shellcheck disable=SC2086
     { MX_COMMITS[$sc]=$(median ${X_COMMITS[$sc]}); MX_BATCH[$sc]=$(median ${X_BATCH[$sc]})
       MX_KB_PAY[$sc]=$(median ${X_KB_PAY[$sc]}); MX_KB_COMMIT[$sc]=$(median ${X_KB_COMMIT[$sc]})
-      MX_LOOP[$sc]=$(median ${X_LOOP[$sc]}); MX_WRITER[$sc]=$(median ${X_WRITER[$sc]})
+      MX_LOOP[$sc]=$(median ${X_LOOP[$sc]}); MX_WRITER[$sc]=$(median ${X_WRITER[$sc]}); MX_PREP[$sc]=$(median ${X_PREP[$sc]})
       MX_WON[$sc]=$(median ${X_WON[$sc]}); MX_WRQ[$sc]=$(median ${X_WRQ[$sc]}); MX_WOFF[$sc]=$(median ${X_WOFF[$sc]})
       MX_LON[$sc]=$(median ${X_LON[$sc]}); MX_LRQ[$sc]=$(median ${X_LRQ[$sc]}); }
 done
@@ -1031,12 +1032,12 @@ if [ "${#PAY_SCENS[@]}" -gt 0 ] && [ -n "${MY_RPS[$PAY_MAIN,payguard]:-}" ]; the
     R_NGX=$(ratio "$PG_PAY" "${MY_RPS[$PAY_MAIN,nginx1]}")
     R_NGX_RR=$(round_ratio "${Y_RPS[$PAY_MAIN,payguard]}" "${Y_RPS[$PAY_MAIN,nginx1]}")
     LEDGERTABLE=$(
-        echo "| connections | payments/s | commits/s | ledger items per commit | device writes per payment | per commit | loop thread CPU µs/payment | writer thread CPU µs/payment | writer: on a CPU / waiting for one / off CPU | loop: on a CPU / waiting for one | ledger after |"
-        echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        echo "| connections | payments/s | commits/s | ledger items per commit | device writes per payment | per commit | CPU µs/payment: loop / writer / preparer | writer: on a CPU / waiting for one / off CPU | loop: on a CPU / waiting for one | ledger after |"
+        echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         for sc in "${PAY_SCENS[@]}"; do
-            printf '| %s | %.0f | %s | %s | %s KiB | %s KiB | %s | %s | %s%% / %s%% / %s%% | %s%% / %s%% | %s MiB |\n' "${sc#c}" \
+            printf '| %s | %.0f | %s | %s | %s KiB | %s KiB | %s / %s / %s | %s%% / %s%% / %s%% | %s%% / %s%% | %s MiB |\n' "${sc#c}" \
                 "${MY_RPS[$sc,payguard]}" "${MX_COMMITS[$sc]}" "${MX_BATCH[$sc]}" "${MX_KB_PAY[$sc]}" \
-                "${MX_KB_COMMIT[$sc]}" "${MX_LOOP[$sc]}" "${MX_WRITER[$sc]}" "${MX_WON[$sc]}" "${MX_WRQ[$sc]}" \
+                "${MX_KB_COMMIT[$sc]}" "${MX_LOOP[$sc]}" "${MX_WRITER[$sc]}" "${MX_PREP[$sc]}" "${MX_WON[$sc]}" "${MX_WRQ[$sc]}" \
                 "${MX_WOFF[$sc]}" "${MX_LON[$sc]}" "${MX_LRQ[$sc]}" "${X_MB[$sc]}"
         done
     )
@@ -1077,8 +1078,8 @@ if [ "${#PAY_SCENS[@]}" -gt 0 ] && [ -n "${MY_RPS[$PAY_MAIN,payguard]:-}" ]; the
         echo "items: growth of the audit database, one entry per BEGIN and one per SETTLE, so items per"
         echo "commit is the writer's mean batch. Disk writes: sectors written to the device under the"
         echo "temp dir (/sys/block/DEV/stat), all writers included, per payment and per commit. CPU: utime"
-        echo "+ stime of the main (loop) thread and of the"
-        echo "busiest other thread (the ledger writer), divided by the payments the rail counted. On / waiting"
+        echo "+ stime of the main (loop) thread, the ledger writer (pg-writer) and the preparer that reads"
+        echo "the rail's answers (pg-prepare), divided by the payments the rail counted. On / waiting"
         echo "/ off CPU: shares of the run's wall time from /proc/PID/task/TID/schedstat; the writer is off"
         echo "CPU while fdatasync and pwrite wait for the device, or when it has nothing queued."
         echo "Ledger at the start of the payments runs: $(jnum "$LEDGER_START" audit) audit entries; at the end: $(jnum "$LEDGER_END" audit) audit entries, $(jnum "$LEDGER_END" idem) idempotency keys, $(awk -v p="$(jnum "$LEDGER_END" pages_used)" -v s="$(jnum "$LEDGER_END" page_size)" 'BEGIN { printf "%.0f", p * s / 1048576 }') MiB in use, last transaction $(jnum "$LEDGER_END" txnid)."

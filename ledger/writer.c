@@ -249,6 +249,7 @@ static void linger(struct pg_ledger *l)
 static void *preparer_main(void *arg)
 {
     struct pg_ledger *l = arg;
+    pthread_setname_np(pthread_self(), "pg-prepare"); /* for top -H and perf */
     pthread_mutex_lock(&l->mu);
     for (;;) {
         while (!l->p_head && !l->stopping)
@@ -287,6 +288,7 @@ static void prepare_batch(struct pg_ledger *l)
 static void *writer_main(void *arg)
 {
     struct pg_ledger *l = arg;
+    pthread_setname_np(pthread_self(), "pg-writer");
     size_t last_n = 0;
     pthread_mutex_lock(&l->mu);
     for (;;) {

@@ -624,6 +624,7 @@ static void deliver_one(struct pg_notify *n, struct snapshot *s, struct pg_deliv
 static void *notify_main(void *arg)
 {
     struct pg_notify *n = arg;
+    pthread_setname_np(pthread_self(), "pg-notify"); /* for top -H and perf */
     int64_t last_sweep = 0;
     pthread_mutex_lock(&n->mu);
     while (!n->stop) {
