@@ -21,6 +21,7 @@
 #ifndef PG_LEDGER_H
 #define PG_LEDGER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -248,16 +249,17 @@ struct pg_ledger_req {
                                       LEDGER_LINGER_US for a request that somebody
                                       waits for, to share its commit */
 
-    /* Optional work the request needs before its transaction, too slow for
-     * the loop thread (reading the rail's answer): the ledger's preparer
-     * thread runs it while the request waits in the queue, or the writer
-     * does when it takes the request first. Exactly once, before the
-     * transaction, on neither the loop thread nor under any lock of ours;
-     * it may read and write only this request. */
+    /* Optional work the request needs before the ledger applies it, too slow
+     * for the loop thread (reading the rail's answer). The ledger's preparer
+     * thread runs it while the request waits, or the writer does when it
+     * reaches the request in its batch first: exactly once, never on the loop
+     * thread, never under a lock of ours. It may read and write only this
+     * request. */
     void (*prepare)(struct pg_ledger_req *req);
 
     struct pg_ledger_req *next;    /* the ledger's queue link */
     struct pg_ledger_req *prep_next;    /* the ledger's: waiting for the preparer */
+    atomic_int prep_state;         /* the ledger's (writer.c) */
     struct pg_decision decision_in;     /* the ledger's: `decision` as submitted,
                                            restored when a batch is retried */
 };

@@ -120,9 +120,8 @@ struct pg_ledger {
     /* The preparer: runs the `prepare` step of queued requests while they
      * wait, so neither the loop nor the writer spends its time on it. */
     pthread_cond_t prep_cv;          /* the preparer waits for work */
-    pthread_cond_t prep_idle_cv;     /* the writer waits for the preparer's current item */
+    pthread_cond_t prep_idle_cv;     /* the writer waits for an item the preparer is running */
     struct pg_ledger_req *p_head, *p_tail;   /* queued, not yet prepared, linked by prep_next */
-    bool prep_busy;                  /* the preparer is running one */
     bool prep_started;
     pthread_t prep_thread;
     uv_async_t *async;               /* freed in its close callback */

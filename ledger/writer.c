@@ -14,6 +14,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+enum { PREP_DONE, PREP_WAITING, PREP_RUNNING }; /* pg_ledger_req.prep_state */
+
 /* --- the loop side ------------------------------------------------------------ */
 
 /* Runs the callbacks of every finished item. Loop thread. */
@@ -69,6 +71,8 @@ int pg_ledger_submit_many(struct pg_ledger *l, struct pg_ledger_req **reqs, size
             l->q_head = r;
         l->q_tail = r;
         r->prep_next = NULL;
+        atomic_store_explicit(&r->prep_state, r->prepare ? PREP_WAITING : PREP_DONE,
+                              memory_order_relaxed);
         if (r->prepare) {
             if (l->p_tail)
                 l->p_tail->prep_next = r;
@@ -121,12 +125,78 @@ static void reset_outputs(struct pg_ledger_req *r)
     r->decision = r->decision_in;
 }
 
+/* --- the preparer ---------------------------------------------------------------
+ * A request with a `prepare` step waits in the preparer's list (queue order)
+ * until the preparer thread takes it, or the writer does, having reached it
+ * in its batch first. Taking it out of the list is done under l->mu, so
+ * exactly one of them runs it; the writer waits for one the preparer is
+ * running. So the two work side by side: the writer on the batch's early
+ * items while the preparer reads the answers of the later ones. */
+
+static void prep_unlink(struct pg_ledger *l, struct pg_ledger_req *r)
+{
+    struct pg_ledger_req *prev = NULL;
+    for (struct pg_ledger_req *x = l->p_head; x && x != r; x = x->prep_next)
+        prev = x; /* the writer goes in queue order: r is the head, in practice */
+    if (prev)
+        prev->prep_next = r->prep_next;
+    else
+        l->p_head = r->prep_next;
+    if (l->p_tail == r)
+        l->p_tail = prev;
+    r->prep_next = NULL;
+}
+
+/* Returns once r's prepare step has run (run = true) or is off the list
+ * without running (run = false: its batch failed). Writer thread. */
+static void prep_take(struct pg_ledger *l, struct pg_ledger_req *r, bool run)
+{
+    if (atomic_load_explicit(&r->prep_state, memory_order_acquire) == PREP_DONE)
+        return;
+    pthread_mutex_lock(&l->mu);
+    if (atomic_load_explicit(&r->prep_state, memory_order_relaxed) == PREP_WAITING) {
+        prep_unlink(l, r);
+        atomic_store_explicit(&r->prep_state, PREP_DONE, memory_order_relaxed);
+        pthread_mutex_unlock(&l->mu);
+        if (run)
+            r->prepare(r);
+        return;
+    }
+    while (atomic_load_explicit(&r->prep_state, memory_order_relaxed) == PREP_RUNNING)
+        pthread_cond_wait(&l->prep_idle_cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void *preparer_main(void *arg)
+{
+    struct pg_ledger *l = arg;
+    pthread_setname_np(pthread_self(), "pg-prepare"); /* for top -H and perf */
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->p_head && !l->stopping)
+            pthread_cond_wait(&l->prep_cv, &l->mu);
+        struct pg_ledger_req *r = l->p_head;
+        if (!r)
+            break; /* stopping, and the writer took the rest */
+        prep_unlink(l, r);
+        atomic_store_explicit(&r->prep_state, PREP_RUNNING, memory_order_relaxed);
+        pthread_mutex_unlock(&l->mu);
+        r->prepare(r);
+        pthread_mutex_lock(&l->mu);
+        atomic_store_explicit(&r->prep_state, PREP_DONE, memory_order_release);
+        pthread_cond_signal(&l->prep_idle_cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
 static int batch_fn(struct ltx *t, void *arg)
 {
     struct batch *b = arg;
     ledger_unsettled_batch_done(t->l, false); /* an earlier attempt claimed nothing */
     for (struct pg_ledger_req *r = b->head; r; r = r->next) {
         reset_outputs(r);
+        prep_take(t->l, r, true);
         int rc = 0;
         switch (r->kind) {
         case PG_LEDGER_BEGIN: rc = ledger_do_begin(t, r); break;
@@ -147,6 +217,10 @@ static int64_t run_batch(struct pg_ledger *l, struct pg_ledger_req *head, size_t
     int mdb_rc = 0;
     int rc = ledger_write(l, batch_fn, &b, &mdb_rc);
     int64_t now = 0;
+    /* Nothing of the batch may stay in the preparer's list once it is handed
+     * back (a failed batch stops at its first bad item). */
+    for (struct pg_ledger_req *r = head; r; r = r->next)
+        prep_take(l, r, false);
     ledger_unsettled_batch_done(l, rc == 0);
     for (struct pg_ledger_req *r = head; r; r = r->next) {
         if (r->now > now)
@@ -244,47 +318,6 @@ static void linger(struct pg_ledger *l)
     }
 }
 
-/* The preparer thread: takes queued requests' `prepare` steps in order, one
- * at a time, until the writer takes them over with their batch. */
-static void *preparer_main(void *arg)
-{
-    struct pg_ledger *l = arg;
-    pthread_setname_np(pthread_self(), "pg-prepare"); /* for top -H and perf */
-    pthread_mutex_lock(&l->mu);
-    for (;;) {
-        while (!l->p_head && !l->stopping)
-            pthread_cond_wait(&l->prep_cv, &l->mu);
-        struct pg_ledger_req *r = l->p_head;
-        if (!r)
-            break; /* stopping; the writer prepares whatever it still takes */
-        l->p_head = r->prep_next;
-        if (!l->p_head)
-            l->p_tail = NULL;
-        l->prep_busy = true;
-        pthread_mutex_unlock(&l->mu);
-        r->prepare(r);
-        pthread_mutex_lock(&l->mu);
-        l->prep_busy = false;
-        pthread_cond_signal(&l->prep_idle_cv);
-    }
-    pthread_mutex_unlock(&l->mu);
-    return NULL;
-}
-
-/* The batch just taken holds every queued request, so every one the
- * preparer has not reached, and the one it may be running: wait for that
- * one and prepare the rest here. Called with l->mu held; returns without. */
-static void prepare_batch(struct pg_ledger *l)
-{
-    struct pg_ledger_req *todo = l->p_head;
-    l->p_head = l->p_tail = NULL;
-    while (l->prep_busy)
-        pthread_cond_wait(&l->prep_idle_cv, &l->mu);
-    pthread_mutex_unlock(&l->mu);
-    for (struct pg_ledger_req *r = todo; r; r = r->prep_next)
-        r->prepare(r);
-}
-
 static void *writer_main(void *arg)
 {
     struct pg_ledger *l = arg;
@@ -305,7 +338,7 @@ static void *writer_main(void *arg)
         l->q_head = l->q_tail = NULL;
         l->q_len = 0;
         l->q_waited = 0;
-        prepare_batch(l);
+        pthread_mutex_unlock(&l->mu);
 
         int64_t now = run_batch(l, head, n);
         last_n = n;

@@ -1614,10 +1614,12 @@ static struct {
 static void prepare_post(struct pg_ledger_req *r)
 {
     int i = (int)(intptr_t)r->data;
-    /* Holding the first one lets the writer take the rest before the
-     * preparer reaches them, so both paths run (either way, only once). */
-    if (i == 0)
-        usleep(20000);
+    /* A slow preparer lets the writer overtake it and prepare the items it
+     * reaches first, so both paths run (either way, each item only once). */
+    char name[16] = "";
+    pthread_getname_np(pthread_self(), name, sizeof(name));
+    if (strcmp(name, "pg-prepare") == 0)
+        usleep(1000);
     atomic_fetch_add(&P.runs[i], 1);
     if (pthread_equal(pthread_self(), P.loop_thread))
         atomic_fetch_add(&P.on_loop_thread, 1);
