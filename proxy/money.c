@@ -153,6 +153,7 @@ static void settle_orphan(struct money_op *op, struct server *srv, bool sent_to_
     memset(&op->lr.response, 0, sizeof(op->lr.response));
     pg_ledger_req_free(&op->lr);
     op->lr.kind = PG_LEDGER_SETTLE;
+    op->lr.prepare = NULL; /* the outcome is known: no answer to read */
     op->lr.outcome = sent_to_rail ? PG_SETTLE_KEEP : PG_SETTLE_VOID;
     op->lr.store_response = false;
     op->lr.status = 0;

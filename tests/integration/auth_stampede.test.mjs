@@ -39,10 +39,12 @@ test(`${N} concurrent first requests with one unverified token are all served`, 
 
 test('a wrong token sent many times at once is refused every time, and counted per request', async () => {
     const bad = `pgt_${'A'.repeat(43)}`;
+    const railBefore = await s.mock.count();
     const results = await Promise.all(Array.from({ length: 10 }, () => request(s.pg.port, {
         path: '/v1/balance', headers: { Authorization: `Bearer ${bad}` }, localAddress: '127.0.0.77',
     })));
     for (const r of results) assert.equal(r.status, 401, r.body);
+    assert.equal(await s.mock.count(), railBefore, 'the rail received nothing');
     const again = await request(s.pg.port, { path: '/v1/balance', headers: s.auth });
     assert.equal(again.status, 200, 'the right token still works meanwhile');
 });
