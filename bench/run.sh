@@ -46,6 +46,7 @@ PAYGUARD=$BUILD/payguard
 MOCKRAIL=$BUILD/mockrail
 LEDGER_INFO=$BUILD/bench/ledger_info
 COMMIT_CEILING=$BUILD/bench/commit_ceiling
+LEDGER_PAGES=$BUILD/bench/ledger_pages
 POLICY_BENCH=$BUILD/bench/policy_bench
 OUT=bench/out
 SECRET=sk_test_bench
@@ -73,7 +74,7 @@ if [ "$mode" = quick ]; then
     PIN_ROUNDS=0; HI_ROUNDS=1; HI_WARM=0.2; HI_MEASURE=0.5
     PAY_ROUNDS=1; PAY_WARM=0.2; PAY_MEASURE=0.6; PAY32_ROUNDS=0; PAYHI_ROUNDS=1; PAYHI_WARM=0.2; PAYHI_MEASURE=0.5
     PAYC1_ROUNDS=1; PAYC1_WARM=0.1; PAYC1_MEASURE=0.5
-    CEIL_WARM=0.1; CEIL_MEASURE=0.5; POLICY_ROUNDS=1
+    CEIL_WARM=0.1; CEIL_MEASURE=0.5; POLICY_ROUNDS=1; ALONE_PAYMENTS=2000
 elif [ "$mode" = profile ] || [ "$mode" = profile_pay ]; then
     ROUNDS=0; WARM=2; MEASURE=10; C1_ROUNDS=0; IDLE_HOLD=0; PIN_ROUNDS=0; HI_ROUNDS=0
     PAY_ROUNDS=0; PAY32_ROUNDS=0; PAYHI_ROUNDS=0; PAYC1_ROUNDS=0
@@ -83,14 +84,14 @@ else
     PAY_ROUNDS=3; PAY_WARM=1; PAY_MEASURE=3; PAY32_ROUNDS=3; PAY32_WARM=0.5; PAY32_MEASURE=2
     PAYHI_ROUNDS=3; PAYHI_WARM=0.5; PAYHI_MEASURE=2.5
     PAYC1_ROUNDS=3; PAYC1_WARM=0.3; PAYC1_MEASURE=1.7
-    CEIL_WARM=0.5; CEIL_MEASURE=3; POLICY_ROUNDS=7
+    CEIL_WARM=0.5; CEIL_MEASURE=3; POLICY_ROUNDS=7; ALONE_PAYMENTS=20000
 fi
 SCRIPT_START=$(date +%s)
 
 say() { printf 'bench: [%3ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
-for b in "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$LEDGER_INFO" "$COMMIT_CEILING" "$POLICY_BENCH"; do
+for b in "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$LEDGER_INFO" "$COMMIT_CEILING" "$LEDGER_PAGES" "$POLICY_BENCH"; do
     [ -x "$b" ] || die "$b is missing; run \`make bench\` (it builds the release tree first)"
 done
 
@@ -117,9 +118,10 @@ PIDS=()
 # Private copies: a rebuild during the run neither swaps binaries under the
 # measurement nor leaves perf with "(deleted)" symbols.
 mkdir -p "$TMP/bin"
-cp "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$LEDGER_INFO" "$COMMIT_CEILING" "$POLICY_BENCH" "$TMP/bin/"
+cp "$LOADGEN" "$PAYGUARD" "$MOCKRAIL" "$LEDGER_INFO" "$COMMIT_CEILING" "$LEDGER_PAGES" "$POLICY_BENCH" "$TMP/bin/"
 LOADGEN=$TMP/bin/loadgen PAYGUARD=$TMP/bin/payguard MOCKRAIL=$TMP/bin/mockrail
 LEDGER_INFO=$TMP/bin/ledger_info COMMIT_CEILING=$TMP/bin/commit_ceiling POLICY_BENCH=$TMP/bin/policy_bench
+LEDGER_PAGES=$TMP/bin/ledger_pages
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 # How busy the machine is before we start: a neighbour's load skews everything.
 IDLE_BUSY_PCT=$(b0=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat); sleep 0.5
@@ -568,6 +570,19 @@ CEIL1=$("$COMMIT_CEILING" -w "$CEIL_WARM" -d "$CEIL_MEASURE" -b 1 "$TMP/ceiling-
 CEIL64=$("$COMMIT_CEILING" -w "$CEIL_WARM" -d "$CEIL_MEASURE" -b 64 "$TMP/ceiling-64") || die "commit_ceiling failed"
 rm -rf "$TMP/ceiling-1" "$TMP/ceiling-64"
 say "ceiling: $(jnum "$CEIL1" commits_per_s) commits/s (1 put), $(jnum "$CEIL64" records_per_s) records/s (64 puts per commit)"
+# The ledger alone: payguard's writer fed BEGINs and SETTLEs in batches, no network and no
+# proxy, so its rate bounds what the whole proxy can reach at that batch. 22 payments per
+# commit is about what 64 connections give (the ledger table's items per commit, halved);
+# 64 is the most they can.
+ALONE_BATCHES=(22 64)
+ALONE=()
+for b in "${ALONE_BATCHES[@]}"; do
+    say "ledger_pages: the ledger alone, $b payments per commit"
+    ALONE+=("$("$LEDGER_PAGES" -n "$ALONE_PAYMENTS" -p "$ALONE_PAYMENTS" -b "$b" -d "$TMP/ledger-alone-$b")") \
+        || die "ledger_pages failed"
+    rm -rf "$TMP/ledger-alone-$b"
+done
+say "ledger alone: $(jnum "${ALONE[0]}" payments_per_s) payments/s at ${ALONE_BATCHES[0]} per commit, $(jnum "${ALONE[1]}" payments_per_s) at ${ALONE_BATCHES[1]}"
 # The filesystem they and payguard's ledger live on.
 fs_desc() {
     local src fstype opts dev base journal cache rot
@@ -926,6 +941,9 @@ done
     echo "$mode,policy_bench,,,,,,,,,,,,,,,,,classify_ns=$(jnum "$POLICY" classify_ns);decide_ns=$(jnum "$POLICY" decide_ns);outcome_ns=$(jnum "$POLICY" outcome_ns)"
     echo "$mode,commit_ceiling,,batch1,,$(jnum "$CEIL1" commits),$(jnum "$CEIL1" commits_per_s),$(jnum "$CEIL1" commit_p50_us),,$(jnum "$CEIL1" commit_p99_us),,$(jnum "$CEIL1" commit_max_us),,,,,,,records_per_s=$(jnum "$CEIL1" records_per_s)"
     echo "$mode,commit_ceiling,,batch64,,$(jnum "$CEIL64" commits),$(jnum "$CEIL64" commits_per_s),$(jnum "$CEIL64" commit_p50_us),,$(jnum "$CEIL64" commit_p99_us),,$(jnum "$CEIL64" commit_max_us),,,,,,,records_per_s=$(jnum "$CEIL64" records_per_s)"
+    for j in "${ALONE[@]}"; do
+        echo "$mode,ledger_alone,,batch$(jnum "$j" batch),,$(jnum "$j" commits),$(jnum "$j" payments_per_s),,,,,,,,,,,,pages_per_payment=$(jnum "$j" pages_per_payment);pages_per_commit=$(jnum "$j" pages_per_commit)"
+    done
 } >>"$CSV"
 {
     echo "$mode,memory,,payguard,0,,,,,,,,,,,,,,rss_start_kb=$PG_RSS_START"
@@ -1124,6 +1142,13 @@ CEILTABLE=$(
         echo "| $(jnum "$j" batch) | $(jnum "$j" commits_per_s) | $(jnum "$j" records_per_s) | $(jnum "$j" commit_p50_us) | $(jnum "$j" commit_p99_us) | $(jnum "$j" commit_max_us) |"
     done
 )
+ALONETABLE=$(
+    echo "| payments per commit | payments/s | ÷ one-commit ceiling | commits/s | pages per payment | pages per commit |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+    for j in "${ALONE[@]}"; do
+        echo "| $(jnum "$j" batch) | $(jnum "$j" payments_per_s) | $(ratio "$(jnum "$j" payments_per_s)" "$(jnum "$CEIL1" commits_per_s)")× | $(jnum "$j" commits_per_s) | $(jnum "$j" pages_per_payment) | $(jnum "$j" pages_per_commit) |"
+    done
+)
 CLASSIFY_NS=$(jnum "$POLICY" classify_ns); DECIDE_NS=$(jnum "$POLICY" decide_ns); OUTCOME_NS=$(jnum "$POLICY" outcome_ns)
 PG_KIB_BEYOND=$(awk -v a="$PG_RSS_MAX" -v b="$PG_RSS_IDLE" -v n=$((IDLE_MAX - IDLE_CONNS)) 'BEGIN { printf "%.1f", (a - b) / n }')
 NGX_KIB_BEYOND=$(awk -v a="$NGX_RSS_MAX" -v b="$NGX_RSS_IDLE" -v n=$((IDLE_MAX - IDLE_CONNS)) 'BEGIN { printf "%.1f", (a - b) / n }')
@@ -1260,6 +1285,21 @@ ${CEIL_MEASURE:-0} s after ${CEIL_WARM:-0} s of warm-up, in a fresh environment 
 load. One commit per payment would cap payguard at the first row's commits/s; payguard needs two
 (BEGIN and SETTLE) and group-commits each.
 
+## The ledger alone
+
+$ALONETABLE
+
+\`bench/ledger_pages -n $ALONE_PAYMENTS -p $ALONE_PAYMENTS -b N\`: payguard's ledger writer, in one process
+with no network, no proxy and no mock rail: each commit carries the BEGINs of N new payments
+(every stateful rule, reservation, idempotency record, audit entry) and the SETTLEs of the N
+before them (posting, the rail's 1 KB answer stored, audit entry; the answer given already
+read), 2N items as in the proxy; after as many payments again to grow the trees, on the
+same disk, before any load. The whole proxy at 64
+connections commits about ${ALONE_BATCHES[0]} payments per commit (the ledger table above)
+and shares the two CPUs with the mock rail and loadgen, so the first row bounds its
+payments/s; ${ALONE_BATCHES[1]} per commit is the most 64 connections can give. Pages: the
+4 KiB pages the writer hands to the kernel, counted exactly.
+
 ## Policy microbenchmark
 
 | | ns | target |
@@ -1319,6 +1359,9 @@ echo "$PAY_SECTIONS"
 echo
 echo "== durable-commit ceiling"
 echo "$CEILTABLE"
+echo
+echo "== the ledger alone"
+echo "$ALONETABLE"
 echo
 echo "== policy_bench: $POLICY"
 echo
