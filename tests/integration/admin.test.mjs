@@ -571,6 +571,7 @@ test('agent detail: policy, spend per window with limit and headroom, revoked fl
 
 test('audit verify answers what the CLI says; pages follow after/limit', async () => {
     const t = sessions.viewer.access_token;
+    await pg.settled(); // the last payment's settlement is audited after its answer
     const v = await get('/v1/audit/verify', t);
     assert.equal(v.status, 200, v.body);
     assert.equal(v.json.ok, true);
@@ -589,6 +590,7 @@ test('audit verify answers what the CLI says; pages follow after/limit', async (
 test('policy dry run: hold above approval_above, allow below, nothing recorded or sent', async () => {
     const t = sessions.viewer.access_token;
     const before = await mock.count();
+    await pg.settled();
     const seq0 = (await get('/v1/audit/verify', t)).json.head_seq;
     const hold = await post('/v1/policy/test', { agent: 'buyer', method: 'POST', path: '/v1/payment_intents', body: 'amount=5000&currency=usd' }, t);
     assert.equal(hold.status, 200, hold.body);
