@@ -451,8 +451,8 @@ static bool settle_behind(struct server *srv, struct money_op *op)
 }
 
 /* What the rail's answer means for the reservation. Parsing a JSON answer
- * costs more than the rest of a payment's work on the loop thread, and the
- * agent's answer does not wait for it: the ledger's preparer thread runs
+ * was the largest single piece of a payment's work on the loop thread, and
+ * the agent's answer does not wait for it: the ledger's preparer thread runs
  * this while the SETTLE waits in the queue. */
 static void read_answer(struct pg_ledger_req *lr)
 {
